@@ -1,0 +1,178 @@
+//! `Codec`: the two wire formats, chosen per connection by WebSocket subprotocol.
+
+use std::fmt;
+
+use crate::error::{DecodeError, EncodeError};
+use crate::limits::Limits;
+use crate::message::{Frame, Message};
+use crate::scan;
+
+/// A wire format. Every frame of a connection uses the one its WebSocket
+/// subprotocol named.
+///
+/// ```
+/// use sacred_proto::{ClientMessage, Codec, Limits, SubscribeRequest};
+///
+/// let message = ClientMessage::new(1, SubscribeRequest::new("chat:lobby"));
+/// let frame = Codec::Json.encode(&message)?;
+/// assert_eq!(frame, br#"{"id":1,"subscribe":{"channel":"chat:lobby"}}"#);
+///
+/// let decoded: Vec<ClientMessage> = Codec::Json.decode(&frame, &Limits::default())?;
+/// assert_eq!(decoded, [message]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Codec {
+    /// `sacred.v1.json`: JSON text in text frames. The default when the client
+    /// offers no subprotocol.
+    #[default]
+    Json,
+    /// `sacred.v1.msgpack`: MessagePack with named fields in binary frames.
+    MsgPack,
+}
+
+/// The client offered subprotocols, none of them Sacred's. The server refuses
+/// the upgrade with HTTP 400 and this text as the body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unsupported WebSocket subprotocol {offered:?}: this server speaks sacred.v1.json and sacred.v1.msgpack"
+)]
+pub struct NegotiationError {
+    /// What the client offered, as received.
+    pub offered: String,
+}
+
+impl Codec {
+    /// Both codecs, JSON first.
+    pub const ALL: [Codec; 2] = [Codec::Json, Codec::MsgPack];
+
+    /// The WebSocket subprotocol that selects this codec.
+    pub const fn subprotocol(self) -> &'static str {
+        match self {
+            Codec::Json => "sacred.v1.json",
+            Codec::MsgPack => "sacred.v1.msgpack",
+        }
+    }
+
+    /// The codec a subprotocol names (exact, case-sensitive match).
+    pub fn from_subprotocol(name: &str) -> Option<Codec> {
+        Codec::ALL
+            .into_iter()
+            .find(|codec| codec.subprotocol() == name)
+    }
+
+    /// Picks the codec for a connection from the `Sec-WebSocket-Protocol`
+    /// header values the client sent (each may list several, comma-separated).
+    ///
+    /// The first Sacred subprotocol in the client's order wins; no subprotocol
+    /// at all means JSON; subprotocols offered but none Sacred's is an error.
+    ///
+    /// ```
+    /// use sacred_proto::Codec;
+    ///
+    /// assert_eq!(Codec::negotiate(["mqtt, sacred.v1.msgpack, sacred.v1.json"]), Ok(Codec::MsgPack));
+    /// assert_eq!(Codec::negotiate([]), Ok(Codec::Json));
+    /// assert!(Codec::negotiate(["sacred.v2.json"]).is_err());
+    /// ```
+    pub fn negotiate<'a>(
+        headers: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Codec, NegotiationError> {
+        let mut offered = Vec::new();
+        for token in headers
+            .into_iter()
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+        {
+            if token.is_empty() {
+                continue;
+            }
+            if let Some(codec) = Codec::from_subprotocol(token) {
+                return Ok(codec);
+            }
+            offered.push(token);
+        }
+        if offered.is_empty() {
+            Ok(Codec::Json)
+        } else {
+            Err(NegotiationError {
+                offered: offered.join(", "),
+            })
+        }
+    }
+
+    /// Whether frames are binary (MessagePack) rather than text (JSON).
+    pub const fn is_binary(self) -> bool {
+        matches!(self, Codec::MsgPack)
+    }
+
+    /// Encodes one message as a frame.
+    pub fn encode<M: Message>(self, message: &M) -> Result<Vec<u8>, EncodeError> {
+        let mut frame = Vec::with_capacity(128);
+        self.encode_to(message, &mut frame)?;
+        Ok(frame)
+    }
+
+    /// Encodes a batch as one frame; a batch holds at least one message.
+    pub fn encode_batch<M: Message>(self, messages: &[M]) -> Result<Vec<u8>, EncodeError> {
+        if messages.is_empty() {
+            return Err(EncodeError("a batch holds at least one message".into()));
+        }
+        let mut frame = Vec::with_capacity(128 * messages.len());
+        self.encode_to(messages, &mut frame)?;
+        Ok(frame)
+    }
+
+    fn encode_to<T: serde::Serialize + ?Sized>(
+        self,
+        value: &T,
+        frame: &mut Vec<u8>,
+    ) -> Result<(), EncodeError> {
+        match self {
+            Codec::Json => serde_json::to_writer(frame, value).map_err(encode_error),
+            Codec::MsgPack => rmp_serde::encode::write_named(frame, value).map_err(encode_error),
+        }
+    }
+
+    /// Decodes a frame into its messages (one, or each of a batch, in order).
+    ///
+    /// The frame is accepted whole or refused whole: size first, then
+    /// structure (depth, batch length, declared lengths), then types. Content
+    /// rules (channel grammar, lengths) are checked per message by
+    /// [`ClientMessage::validate`](crate::ClientMessage::validate), so one bad
+    /// command gets an error reply while the rest of its batch proceeds.
+    pub fn decode<M: Message>(self, frame: &[u8], limits: &Limits) -> Result<Vec<M>, DecodeError> {
+        if frame.len() > limits.max_frame_bytes {
+            return Err(DecodeError::TooBig {
+                len: frame.len(),
+                max: limits.max_frame_bytes,
+            });
+        }
+        let Frame(messages) = match self {
+            Codec::Json => {
+                scan::json(frame, limits)?;
+                serde_json::from_slice(frame).map_err(|err| {
+                    if err.is_eof() {
+                        DecodeError::Truncated
+                    } else {
+                        DecodeError::invalid(err)
+                    }
+                })?
+            }
+            Codec::MsgPack => {
+                scan::msgpack(frame, limits)?;
+                rmp_serde::from_slice(frame).map_err(DecodeError::invalid)?
+            }
+        };
+        Ok(messages)
+    }
+}
+
+fn encode_error(err: impl fmt::Display) -> EncodeError {
+    EncodeError(err.to_string().into_boxed_str())
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.subprotocol())
+    }
+}

@@ -1,0 +1,269 @@
+//! Commands: what a client asks of the server, each answered by exactly one reply.
+
+use serde::{Deserialize, Serialize};
+
+use crate::info::{ClientInfo, StreamPosition};
+use crate::value::Value;
+
+kind_enum! {
+    /// The kinds of command; each names the command's key on the wire and the
+    /// key of its reply.
+    pub enum CommandKind {
+        /// `connect`
+        Connect = "connect",
+        /// `subscribe`
+        Subscribe = "subscribe",
+        /// `unsubscribe`
+        Unsubscribe = "unsubscribe",
+        /// `publish`
+        Publish = "publish",
+        /// `send`
+        Send = "send",
+        /// `presence`
+        Presence = "presence",
+        /// `history`
+        History = "history",
+        /// `rpc`
+        Rpc = "rpc",
+        /// `pong`
+        Pong = "pong",
+        /// `refresh`
+        Refresh = "refresh",
+    }
+}
+
+tagged_enum! {
+    /// The body of a command; [`ClientMessage`](crate::ClientMessage) adds its id.
+    pub enum Command: CommandKind {
+        /// Authenticate and describe the client; must be the first command.
+        Connect(ConnectRequest),
+        /// Join a channel, optionally recovering from a stream position.
+        Subscribe(SubscribeRequest),
+        /// Leave a channel.
+        Unsubscribe(UnsubscribeRequest),
+        /// Publish to a channel; the reply is the ack.
+        Publish(PublishRequest),
+        /// Send data to one client by its id.
+        Send(SendRequest),
+        /// List who is subscribed to a channel.
+        Presence(PresenceRequest),
+        /// Read a channel's history.
+        History(HistoryRequest),
+        /// Call a handler the host application registered by method name.
+        Rpc(RpcRequest),
+        /// Answer the server's ping; the reply carries server time.
+        Pong(PongRequest),
+        /// Replace the connection's token before it expires.
+        Refresh(RefreshRequest),
+    }
+}
+
+/// `connect`: authenticates, describes the client and may subscribe at once.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ConnectRequest {
+    /// The credential the server's authenticator checks (API key, JWT); absent for anonymous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// What the client says about itself.
+    #[serde(default, skip_serializing_if = "ClientInfo::is_empty")]
+    pub client: ClientInfo,
+    /// Application data for the host's connect hook.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub data: Value,
+    /// Channels to subscribe to (and recover) as part of connecting, saving a
+    /// round trip after a reconnect. Each gets an entry in the reply's `subs`
+    /// or, if refused, an `unsubscribed` push.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subs: Vec<SubscribeRequest>,
+}
+
+impl ConnectRequest {
+    /// A connect with an optional token and the client's description.
+    pub fn new(token: Option<String>, client: ClientInfo) -> ConnectRequest {
+        ConnectRequest {
+            token,
+            client,
+            ..ConnectRequest::default()
+        }
+    }
+}
+
+/// `subscribe`: one subscription per channel per connection.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SubscribeRequest {
+    /// The channel, `namespace:name` or `name`.
+    pub channel: String,
+    /// The last position the client saw; asks for every publication after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recover: Option<StreamPosition>,
+    /// Opt in to `join` and `leave` pushes for this channel.
+    #[serde(default, skip_serializing_if = "crate::is_false")]
+    pub join_leave: bool,
+}
+
+impl SubscribeRequest {
+    /// A plain subscription to `channel`.
+    pub fn new(channel: impl Into<String>) -> SubscribeRequest {
+        SubscribeRequest {
+            channel: channel.into(),
+            ..SubscribeRequest::default()
+        }
+    }
+}
+
+/// `unsubscribe`: leave a channel.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct UnsubscribeRequest {
+    /// The channel to leave.
+    pub channel: String,
+}
+
+impl UnsubscribeRequest {
+    /// Leave `channel`.
+    pub fn new(channel: impl Into<String>) -> UnsubscribeRequest {
+        UnsubscribeRequest {
+            channel: channel.into(),
+        }
+    }
+}
+
+/// `publish`: deliver data to every subscriber of a channel.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PublishRequest {
+    /// The channel to publish to.
+    pub channel: String,
+    /// The payload.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub data: Value,
+}
+
+impl PublishRequest {
+    /// Publish `data` to `channel`.
+    pub fn new(channel: impl Into<String>, data: Value) -> PublishRequest {
+        PublishRequest {
+            channel: channel.into(),
+            data,
+        }
+    }
+}
+
+/// `send`: deliver data to one client, which receives a `message` push.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SendRequest {
+    /// The recipient's client id.
+    pub to: String,
+    /// The payload.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub data: Value,
+}
+
+impl SendRequest {
+    /// Send `data` to the client with id `to`.
+    pub fn new(to: impl Into<String>, data: Value) -> SendRequest {
+        SendRequest {
+            to: to.into(),
+            data,
+        }
+    }
+}
+
+/// `presence`: who is subscribed to a channel now.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PresenceRequest {
+    /// The channel.
+    pub channel: String,
+}
+
+impl PresenceRequest {
+    /// Presence of `channel`.
+    pub fn new(channel: impl Into<String>) -> PresenceRequest {
+        PresenceRequest {
+            channel: channel.into(),
+        }
+    }
+}
+
+/// `history`: read publications kept for a channel.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HistoryRequest {
+    /// The channel.
+    pub channel: String,
+    /// Only publications after this position; its epoch must be the stream's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<StreamPosition>,
+    /// At most this many publications; absent means the server's maximum,
+    /// `0` asks for the stream position alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Newest first instead of oldest first.
+    #[serde(default, skip_serializing_if = "crate::is_false")]
+    pub reverse: bool,
+}
+
+impl HistoryRequest {
+    /// The history of `channel`, oldest first, up to the server's maximum.
+    pub fn new(channel: impl Into<String>) -> HistoryRequest {
+        HistoryRequest {
+            channel: channel.into(),
+            ..HistoryRequest::default()
+        }
+    }
+}
+
+/// `rpc`: call a handler the host registered under `method`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RpcRequest {
+    /// The handler's name.
+    pub method: String,
+    /// The argument.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub data: Value,
+}
+
+impl RpcRequest {
+    /// Call `method` with `data`.
+    pub fn new(method: impl Into<String>, data: Value) -> RpcRequest {
+        RpcRequest {
+            method: method.into(),
+            data,
+        }
+    }
+}
+
+/// `pong`: the answer to a `ping` push. Its reply carries server time, so each
+/// heartbeat also gives the client a round-trip sample for its clock estimate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PongRequest {}
+
+impl PongRequest {
+    /// A pong.
+    pub fn new() -> PongRequest {
+        PongRequest {}
+    }
+}
+
+/// `refresh`: replace the connection's token.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RefreshRequest {
+    /// The new token.
+    pub token: String,
+}
+
+impl RefreshRequest {
+    /// Refresh with `token`.
+    pub fn new(token: impl Into<String>) -> RefreshRequest {
+        RefreshRequest {
+            token: token.into(),
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! A structural pass over a frame before serde sees it: bounds nesting depth,
+//! batch length and every declared length by what the frame actually holds, so
+//! hostile input can neither overflow the stack nor make decoding allocate
+//! more than the frame's size justifies.
+
+use rmp::Marker;
+
+use crate::error::DecodeError;
+use crate::limits::Limits;
+
+/// Counts the top-level batch as containers open, and refuses what is too
+/// deep, too long or empty. Shared by both formats.
+struct Bounds<'a> {
+    limits: &'a Limits,
+}
+
+impl Bounds<'_> {
+    /// A container opens at `depth` (1 for the frame's top-level value).
+    fn open(&self, depth: usize) -> Result<(), DecodeError> {
+        if depth > self.limits.max_depth {
+            return Err(DecodeError::TooDeep {
+                max: self.limits.max_depth,
+            });
+        }
+        Ok(())
+    }
+
+    /// The top-level value is a batch of `len` messages (or at least `len` so far).
+    fn batch(&self, len: usize) -> Result<(), DecodeError> {
+        if len > self.limits.max_batch {
+            return Err(DecodeError::BatchTooLong {
+                max: self.limits.max_batch,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Scans JSON text: nesting depth, batch length, unterminated values.
+/// Syntax proper is left to `serde_json`.
+pub(crate) fn json(frame: &[u8], limits: &Limits) -> Result<(), DecodeError> {
+    let bounds = Bounds { limits };
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut started = false;
+    // Whether the top-level value is an array, how many elements it has shown,
+    // and whether the next token starts one.
+    let mut batch = false;
+    let mut count = 0usize;
+    let mut expect_element = false;
+
+    for &byte in frame {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        if matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
+            continue;
+        }
+        if batch && depth == 1 {
+            if expect_element && byte != b']' {
+                count += 1;
+                expect_element = false;
+                bounds.batch(count)?;
+            } else if byte == b',' {
+                expect_element = true;
+            }
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                if !started && byte == b'[' {
+                    batch = true;
+                    expect_element = true;
+                }
+                depth += 1;
+                bounds.open(depth)?;
+            }
+            b']' | b'}' => {
+                if batch && depth == 1 && count == 0 {
+                    return Err(DecodeError::EmptyBatch);
+                }
+                depth = depth.saturating_sub(1);
+            }
+            _ => {}
+        }
+        started = true;
+    }
+    if in_string || depth > 0 {
+        return Err(DecodeError::Truncated);
+    }
+    Ok(())
+}
+
+/// Walks MessagePack fully: every marker, every declared length checked
+/// against the bytes left, strings checked for UTF-8, extension types refused,
+/// exactly one value in the frame.
+pub(crate) fn msgpack(frame: &[u8], limits: &Limits) -> Result<(), DecodeError> {
+    let mut walk = MsgPack {
+        buf: frame,
+        pos: 0,
+        bounds: Bounds { limits },
+    };
+    walk.value(0)?;
+    if walk.pos != frame.len() {
+        return Err(DecodeError::invalid("bytes after the frame's value"));
+    }
+    Ok(())
+}
+
+struct MsgPack<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    bounds: Bounds<'a>,
+}
+
+impl<'a> MsgPack<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.pos.checked_add(n).filter(|&end| end <= self.buf.len());
+        let end = end.ok_or(DecodeError::Truncated)?;
+        let bytes = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    /// A big-endian length of `width` bytes (1, 2 or 4).
+    fn len(&mut self, width: usize) -> Result<usize, DecodeError> {
+        let bytes = self.take(width)?;
+        let len = bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+        usize::try_from(len).map_err(|_| DecodeError::Truncated)
+    }
+
+    fn value(&mut self, depth: usize) -> Result<(), DecodeError> {
+        let marker = Marker::from_u8(self.take(1)?[0]);
+        match marker {
+            Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => {
+                Ok(())
+            }
+            Marker::U8 | Marker::I8 => self.skip(1),
+            Marker::U16 | Marker::I16 => self.skip(2),
+            Marker::U32 | Marker::I32 | Marker::F32 => self.skip(4),
+            Marker::U64 | Marker::I64 | Marker::F64 => self.skip(8),
+            Marker::FixStr(len) => self.string(usize::from(len)),
+            Marker::Str8 => self.len(1).and_then(|len| self.string(len)),
+            Marker::Str16 => self.len(2).and_then(|len| self.string(len)),
+            Marker::Str32 => self.len(4).and_then(|len| self.string(len)),
+            Marker::Bin8 => self.len(1).and_then(|len| self.skip(len)),
+            Marker::Bin16 => self.len(2).and_then(|len| self.skip(len)),
+            Marker::Bin32 => self.len(4).and_then(|len| self.skip(len)),
+            Marker::FixArray(len) => self.container(usize::from(len), 1, depth),
+            Marker::Array16 => self.len(2).and_then(|len| self.container(len, 1, depth)),
+            Marker::Array32 => self.len(4).and_then(|len| self.container(len, 1, depth)),
+            Marker::FixMap(len) => self.container(usize::from(len), 2, depth),
+            Marker::Map16 => self.len(2).and_then(|len| self.container(len, 2, depth)),
+            Marker::Map32 => self.len(4).and_then(|len| self.container(len, 2, depth)),
+            Marker::FixExt1
+            | Marker::FixExt2
+            | Marker::FixExt4
+            | Marker::FixExt8
+            | Marker::FixExt16
+            | Marker::Ext8
+            | Marker::Ext16
+            | Marker::Ext32 => Err(DecodeError::invalid(
+                "MessagePack extension types are not part of the protocol",
+            )),
+            Marker::Reserved => Err(DecodeError::invalid("reserved MessagePack marker 0xc1")),
+        }
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), DecodeError> {
+        self.take(n).map(drop)
+    }
+
+    fn string(&mut self, len: usize) -> Result<(), DecodeError> {
+        let bytes = self.take(len)?;
+        std::str::from_utf8(bytes)
+            .map_err(|_| DecodeError::invalid("invalid UTF-8 in a MessagePack string"))?;
+        Ok(())
+    }
+
+    /// A container of `len` entries of `items_per_entry` values (1 for arrays,
+    /// 2 for maps). Every value takes at least one byte, so a declared length
+    /// beyond the bytes left is refused before anything is read or allocated.
+    fn container(
+        &mut self,
+        len: usize,
+        items_per_entry: usize,
+        depth: usize,
+    ) -> Result<(), DecodeError> {
+        let depth = depth + 1;
+        self.bounds.open(depth)?;
+        if depth == 1 && items_per_entry == 1 {
+            if len == 0 {
+                return Err(DecodeError::EmptyBatch);
+            }
+            self.bounds.batch(len)?;
+        }
+        let items = len
+            .checked_mul(items_per_entry)
+            .ok_or(DecodeError::Truncated)?;
+        if items > self.buf.len() - self.pos {
+            return Err(DecodeError::Truncated);
+        }
+        for _ in 0..items {
+            self.value(depth)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_depth: 4,
+            max_batch: 2,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn json_depth_counts_containers_outside_strings() {
+        assert_eq!(json(br#"{"a":[[{}]]}"#, &limits()), Ok(()));
+        assert_eq!(
+            json(br#"{"a":[[{"b":[]}]]}"#, &limits()),
+            Err(DecodeError::TooDeep { max: 4 })
+        );
+        assert_eq!(json(br#"{"a":"[[[[[[\"[[["}"#, &limits()), Ok(()));
+    }
+
+    #[test]
+    fn json_batches_are_counted_and_must_not_be_empty() {
+        assert_eq!(json(br#"[{"a":[1,2,3]}, {"b":","}]"#, &limits()), Ok(()));
+        assert_eq!(
+            json(b"[{},{},{}]", &limits()),
+            Err(DecodeError::BatchTooLong { max: 2 })
+        );
+        assert_eq!(json(b" [ ] ", &limits()), Err(DecodeError::EmptyBatch));
+    }
+
+    #[test]
+    fn json_unterminated_values_are_truncated() {
+        assert_eq!(json(br#"{"id":1"#, &limits()), Err(DecodeError::Truncated));
+        assert_eq!(json(br#"{"id":"1"#, &limits()), Err(DecodeError::Truncated));
+        assert_eq!(
+            json(br#"{"id":"\"}"#, &limits()),
+            Err(DecodeError::Truncated)
+        );
+    }
+
+    #[test]
+    fn msgpack_declared_lengths_must_fit_the_frame() {
+        // array32 declaring 2^32-1 elements, then nothing.
+        assert_eq!(
+            msgpack(&[0xdd, 0xff, 0xff, 0xff, 0xff], &limits()),
+            Err(DecodeError::BatchTooLong { max: 2 })
+        );
+        // map32 declaring 2^32-1 entries inside a one-message frame.
+        assert_eq!(
+            msgpack(&[0xdf, 0xff, 0xff, 0xff, 0xff, 0x01], &limits()),
+            Err(DecodeError::Truncated)
+        );
+        // str32 / bin32 declaring 4 GiB.
+        assert_eq!(
+            msgpack(&[0x81, 0xdb, 0xff, 0xff, 0xff, 0xff, 0x61], &limits()),
+            Err(DecodeError::Truncated)
+        );
+        assert_eq!(
+            msgpack(&[0x81, 0xa1, 0x61, 0xc6, 0xff, 0xff, 0xff, 0xff], &limits()),
+            Err(DecodeError::Truncated)
+        );
+    }
+
+    #[test]
+    fn msgpack_refuses_ext_reserved_invalid_utf8_and_trailing_bytes() {
+        assert!(matches!(
+            msgpack(&[0x81, 0xa1, 0x61, 0xd4, 0x01, 0x00], &limits()),
+            Err(DecodeError::Invalid(_))
+        ));
+        assert!(matches!(
+            msgpack(&[0xc1], &limits()),
+            Err(DecodeError::Invalid(_))
+        ));
+        assert!(matches!(
+            msgpack(&[0x81, 0xa1, 0xff, 0xc0], &limits()),
+            Err(DecodeError::Invalid(_))
+        ));
+        assert!(matches!(
+            msgpack(&[0x80, 0xc0], &limits()),
+            Err(DecodeError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn msgpack_depth_and_empty_batch() {
+        assert_eq!(
+            msgpack(&[0x81, 0xa1, 0x61, 0x91, 0x91, 0x80], &limits()),
+            Ok(())
+        );
+        assert_eq!(
+            msgpack(&[0x81, 0xa1, 0x61, 0x91, 0x91, 0x91, 0x80], &limits()),
+            Err(DecodeError::TooDeep { max: 4 })
+        );
+        assert_eq!(msgpack(&[0x90], &limits()), Err(DecodeError::EmptyBatch));
+        assert_eq!(msgpack(&[], &limits()), Err(DecodeError::Truncated));
+    }
+}

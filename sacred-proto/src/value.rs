@@ -1,0 +1,288 @@
+//! `Value`, the payload type: any JSON value, plus raw bytes that MessagePack carries natively.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, Serializer};
+
+pub use serde_json::Number;
+
+/// Capacity reserved up front for a sequence or map whose length the input
+/// declares; the rest grows as elements actually arrive, so a lying length
+/// cannot make decoding allocate more than the input justifies.
+const MAX_PREALLOCATED: usize = 256;
+
+/// An application payload: the `data` of publications, messages and RPCs.
+///
+/// Its model is JSON's (null, booleans, finite numbers, strings, arrays, objects
+/// with string keys) plus [`Value::Bytes`]. MessagePack frames carry bytes as
+/// `bin`; JSON has no bytes, so a JSON frame carries them as a base64 string
+/// (standard alphabet, padded), the mapping protobuf's JSON form uses too. A JSON
+/// reader therefore receives bytes as that string.
+///
+/// Objects keep their keys sorted, as `serde_json::Value` does by default.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Value {
+    /// `null`; also what an absent `data` field reads as.
+    #[default]
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A finite number: an unsigned, a negative or a floating-point one.
+    Number(Number),
+    /// A UTF-8 string.
+    String(String),
+    /// Raw bytes (MessagePack `bin`; base64 in JSON).
+    Bytes(Vec<u8>),
+    /// An ordered list.
+    Array(Vec<Value>),
+    /// A map from string keys to values.
+    Object(BTreeMap<String, Value>),
+}
+
+impl Value {
+    /// Whether this is [`Value::Null`].
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The bytes, if this is [`Value::Bytes`].
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Converts to a `serde_json::Value` the way a JSON frame would carry it:
+    /// bytes become a base64 string.
+    pub fn into_json(self) -> serde_json::Value {
+        match self {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => serde_json::Value::Bool(b),
+            Value::Number(n) => serde_json::Value::Number(n),
+            Value::String(s) => serde_json::Value::String(s),
+            Value::Bytes(b) => serde_json::Value::String(BASE64.encode(b)),
+            Value::Array(items) => items.into_iter().map(Value::into_json).collect(),
+            Value::Object(map) => map.into_iter().map(|(k, v)| (k, v.into_json())).collect(),
+        }
+    }
+}
+
+impl From<serde_json::Value> for Value {
+    fn from(json: serde_json::Value) -> Self {
+        match json {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(b),
+            serde_json::Value::Number(n) => Value::Number(n),
+            serde_json::Value::String(s) => Value::String(s),
+            serde_json::Value::Array(items) => items.into_iter().map(Value::from).collect(),
+            serde_json::Value::Object(map) => {
+                Value::Object(map.into_iter().map(|(k, v)| (k, v.into())).collect())
+            }
+        }
+    }
+}
+
+impl From<Value> for serde_json::Value {
+    fn from(value: Value) -> Self {
+        value.into_json()
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::String(s.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::String(s)
+    }
+}
+
+impl From<Vec<u8>> for Value {
+    fn from(bytes: Vec<u8>) -> Self {
+        Value::Bytes(bytes)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(n: i64) -> Self {
+        Value::Number(n.into())
+    }
+}
+
+impl From<u64> for Value {
+    fn from(n: u64) -> Self {
+        Value::Number(n.into())
+    }
+}
+
+impl From<f64> for Value {
+    /// A non-finite float has no JSON form and becomes [`Value::Null`], as in `serde_json`.
+    fn from(n: f64) -> Self {
+        Number::from_f64(n).map_or(Value::Null, Value::Number)
+    }
+}
+
+impl FromIterator<Value> for Value {
+    fn from_iter<I: IntoIterator<Item = Value>>(iter: I) -> Self {
+        Value::Array(iter.into_iter().collect())
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::Null => serializer.serialize_unit(),
+            Value::Bool(b) => serializer.serialize_bool(*b),
+            Value::Number(n) => n.serialize(serializer),
+            Value::String(s) => serializer.serialize_str(s),
+            Value::Bytes(b) if serializer.is_human_readable() => {
+                serializer.serialize_str(&BASE64.encode(b))
+            }
+            Value::Bytes(b) => serializer.serialize_bytes(b),
+            Value::Array(items) => serializer.collect_seq(items),
+            Value::Object(map) => serializer.collect_map(map),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value or bytes")
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        Value::deserialize(deserializer)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Value, E> {
+        Number::from_f64(n)
+            .map(Value::Number)
+            .ok_or_else(|| E::invalid_value(de::Unexpected::Float(n), &"a finite number"))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+
+    fn visit_bytes<E>(self, b: &[u8]) -> Result<Value, E> {
+        Ok(Value::Bytes(b.to_vec()))
+    }
+
+    fn visit_byte_buf<E>(self, b: Vec<u8>) -> Result<Value, E> {
+        Ok(Value::Bytes(b))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_PREALLOCATED));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = BTreeMap::new();
+        while let Some((key, value)) = map.next_entry::<String, Value>()? {
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_values_convert_both_ways_unchanged() {
+        let json = json!({"a": [1, -2, 2.5, "x", null, true], "b": {"c": {}}});
+        let value = Value::from(json.clone());
+        assert_eq!(value.into_json(), json);
+    }
+
+    #[test]
+    fn bytes_become_base64_in_human_readable_formats() {
+        let value = Value::Bytes(vec![0, 1, 2, 255]);
+        assert_eq!(serde_json::to_string(&value).unwrap(), r#""AAEC/w==""#);
+        assert_eq!(value.into_json(), json!("AAEC/w=="));
+    }
+
+    #[test]
+    fn bytes_stay_bytes_in_messagepack() {
+        let value = Value::Bytes(vec![0, 1, 2, 255]);
+        let encoded = rmp_serde::to_vec_named(&value).unwrap();
+        assert_eq!(encoded, [0xc4, 4, 0, 1, 2, 255]);
+        assert_eq!(rmp_serde::from_slice::<Value>(&encoded).unwrap(), value);
+    }
+
+    #[test]
+    fn non_finite_floats_are_refused_on_decode() {
+        let nan = rmp_serde::to_vec(&f64::NAN).unwrap();
+        let err = rmp_serde::from_slice::<Value>(&nan).unwrap_err();
+        assert!(err.to_string().contains("finite"), "{err}");
+        assert_eq!(Value::from(f64::INFINITY), Value::Null);
+    }
+
+    #[test]
+    fn non_string_keys_are_refused() {
+        // {1: 2} in MessagePack: JSON objects only have string keys.
+        assert!(rmp_serde::from_slice::<Value>(&[0x81, 0x01, 0x02]).is_err());
+    }
+}

@@ -73,7 +73,9 @@ macro_rules! tagged_enum {
                 kind: $kind,
                 map: &mut A,
             ) -> Result<$name, A::Error> {
-                Ok(match kind { $( $kind::$variant => $name::$variant(map.next_value()?), )+ })
+                Ok(match kind {
+                    $( $kind::$variant => $name::$variant(map.next_value::<crate::message::Named<$ty>>()?.0), )+
+                })
             }
         }
 

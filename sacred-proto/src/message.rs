@@ -265,7 +265,7 @@ impl<'de> Deserialize<'de> for ServerMessage {
                         ServerKey::Id => id = Some(next_id(&mut map, &id)?),
                         ServerKey::Error => {
                             one_body(&body)?;
-                            body = Some(Body::Reply(Err(map.next_value()?)));
+                            body = Some(Body::Reply(Err(map.next_value::<Named<_>>()?.0)));
                         }
                         ServerKey::Reply(kind) => {
                             one_body(&body)?;
@@ -294,6 +294,30 @@ impl<'de> Deserialize<'de> for ServerMessage {
         }
 
         deserializer.deserialize_map(ServerMessageVisitor)
+    }
+}
+
+/// A message body, read only from a map. Derived structs would also accept a
+/// positional array; the protocol has named fields only, so bodies refuse one.
+pub(crate) struct Named<T>(pub(crate) T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Named<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NamedVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for NamedVisitor<T> {
+            type Value = Named<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of named fields")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Named<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Named)
+            }
+        }
+
+        deserializer.deserialize_map(NamedVisitor(PhantomData))
     }
 }
 

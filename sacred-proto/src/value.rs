@@ -273,6 +273,14 @@ mod tests {
     }
 
     #[test]
+    fn floats_survive_json_exactly() {
+        // Found by the round-trip property: needs serde_json's `float_roundtrip`.
+        let value = Value::from(-1.3840898358076801e-36);
+        let text = serde_json::to_string(&value).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);
+    }
+
+    #[test]
     fn non_finite_floats_are_refused_on_decode() {
         let nan = rmp_serde::to_vec(&f64::NAN).unwrap();
         let err = rmp_serde::from_slice::<Value>(&nan).unwrap_err();

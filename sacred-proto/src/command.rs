@@ -66,7 +66,11 @@ pub struct ConnectRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     /// What the client says about itself.
-    #[serde(default, skip_serializing_if = "ClientInfo::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable",
+        skip_serializing_if = "ClientInfo::is_empty"
+    )]
     pub client: ClientInfo,
     /// Application data for the host's connect hook.
     #[serde(default, skip_serializing_if = "Value::is_null")]
@@ -74,7 +78,11 @@ pub struct ConnectRequest {
     /// Channels to subscribe to (and recover) as part of connecting, saving a
     /// round trip after a reconnect. Each gets an entry in the reply's `subs`
     /// or, if refused, an `unsubscribed` push.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub subs: Vec<SubscribeRequest>,
 }
 
@@ -99,7 +107,11 @@ pub struct SubscribeRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recover: Option<StreamPosition>,
     /// Opt in to `join` and `leave` pushes for this channel.
-    #[serde(default, skip_serializing_if = "crate::is_false")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable",
+        skip_serializing_if = "crate::is_false"
+    )]
     pub join_leave: bool,
 }
 
@@ -203,7 +215,11 @@ pub struct HistoryRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
     /// Newest first instead of oldest first.
-    #[serde(default, skip_serializing_if = "crate::is_false")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable",
+        skip_serializing_if = "crate::is_false"
+    )]
     pub reverse: bool,
 }
 

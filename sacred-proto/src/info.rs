@@ -13,17 +13,33 @@ use serde::{Deserialize, Serialize};
 #[non_exhaustive]
 pub struct ClientInfo {
     /// A display name, e.g. `"support-bot"` or `"Ada's laptop"`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub name: String,
     /// What kind of party this is: `agent` (an AI agent), `app` (a person's
     /// app), `service` (a backend), or another word the application chooses.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub kind: String,
     /// Where the client runs: `rust`, `python`, `browser`, `mobile`, ...
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub runtime: String,
     /// The client's own version, e.g. `"sacred-client/0.1.0"`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub version: String,
 }
 
@@ -63,7 +79,11 @@ pub struct Peer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// What the client announced about itself.
-    #[serde(default, skip_serializing_if = "ClientInfo::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable",
+        skip_serializing_if = "ClientInfo::is_empty"
+    )]
     pub info: ClientInfo,
 }
 

@@ -52,6 +52,8 @@
 //!
 //! None: the crate is small and always complete.
 
+use serde::Deserialize as _;
+
 #[macro_use]
 mod macros;
 
@@ -91,7 +93,22 @@ pub use reply::{
 pub use validate::ValidationError;
 pub use value::{Number, Value};
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 /// For `skip_serializing_if` on boolean fields that default to false.
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// For optional fields that are not `Option`s: `null` reads as absent, i.e.
+/// the default, as `docs/protocol.md` (2.1) requires.
+fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + serde::Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Option::unwrap_or_default)
 }

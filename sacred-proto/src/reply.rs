@@ -44,7 +44,11 @@ pub struct ConnectReply {
     /// The client id the server assigned to this connection.
     pub client: String,
     /// The server's name and version, e.g. `"sacred-server/0.1.0"`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub version: String,
     /// Milliseconds between the server's `ping` pushes.
     pub ping_interval: u32,
@@ -56,7 +60,11 @@ pub struct ConnectReply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<u64>,
     /// The result of each subscription the connect asked for, by channel.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub subs: BTreeMap<String, SubscribeReply>,
     /// Application data from the host's connect hook.
     #[serde(default, skip_serializing_if = "Value::is_null")]
@@ -97,10 +105,15 @@ pub struct SubscribeReply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<String>,
     /// Whether recovery succeeded: all missed publications follow, in order.
-    #[serde(default, skip_serializing_if = "crate::is_false")]
+    /// Always written, so that `false` (reload) is visible on the wire.
+    #[serde(default, deserialize_with = "crate::nullable")]
     pub recovered: bool,
     /// The missed publications, oldest first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub publications: Vec<Publication>,
 }
 
@@ -131,7 +144,11 @@ pub struct SendReply {}
 #[non_exhaustive]
 pub struct PresenceReply {
     /// Every client subscribed to the channel, in no particular order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub clients: Vec<Peer>,
 }
 
@@ -144,7 +161,11 @@ pub struct HistoryReply {
     /// The stream's epoch.
     pub epoch: String,
     /// The publications asked for, in the order asked for.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub publications: Vec<Publication>,
 }
 
@@ -197,7 +218,7 @@ pub struct ReplyError {
     /// A human-readable explanation.
     pub message: String,
     /// Whether the same command may succeed if retried later.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::nullable")]
     pub temporary: bool,
 }
 

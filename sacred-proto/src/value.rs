@@ -1,6 +1,7 @@
 //! `Value`, the payload type: any JSON value, plus raw bytes that MessagePack carries natively.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::fmt;
 
 use base64::Engine as _;
@@ -239,7 +240,17 @@ impl<'de> Visitor<'de> for ValueVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut object = BTreeMap::new();
         while let Some((key, value)) = map.next_entry::<String, Value>()? {
-            object.insert(key, value);
+            match object.entry(key) {
+                Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                Entry::Occupied(slot) => {
+                    return Err(de::Error::custom(format_args!(
+                        "duplicate key `{}` in an object",
+                        slot.key()
+                    )));
+                }
+            }
         }
         Ok(Value::Object(object))
     }
@@ -286,6 +297,12 @@ mod tests {
         let err = rmp_serde::from_slice::<Value>(&nan).unwrap_err();
         assert!(err.to_string().contains("finite"), "{err}");
         assert_eq!(Value::from(f64::INFINITY), Value::Null);
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let err = serde_json::from_str::<Value>(r#"{"a":1,"a":2}"#).unwrap_err();
+        assert!(err.to_string().contains("duplicate key `a`"), "{err}");
     }
 
     #[test]

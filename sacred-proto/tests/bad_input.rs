@@ -212,3 +212,33 @@ fn error_messages_name_the_problem() {
         assert!(err.contains(needle), "{err:?} should mention {needle:?}");
     }
 }
+
+#[test]
+fn null_reads_as_absent_for_every_optional_field() {
+    let frame = br#"{"id":1,"connect":{"token":null,"client":null,"data":null,"subs":null}}"#;
+    let decoded = decode(Codec::Json, frame).unwrap();
+    assert_eq!(decoded, [ClientMessage::new(1, ConnectRequest::default())]);
+    let frame = br#"{"id":2,"subscribe":{"channel":"c","recover":null,"join_leave":null}}"#;
+    assert_eq!(
+        decode(Codec::Json, frame).unwrap(),
+        [ClientMessage::new(
+            2,
+            sacred_proto::SubscribeRequest::new("c")
+        )]
+    );
+    let frame = br#"{"id":3,"subscribe":{"recovered":null,"publications":null}}"#;
+    let decoded: Vec<ServerMessage> = Codec::Json.decode(frame, &Limits::default()).unwrap();
+    assert_eq!(
+        decoded,
+        [ServerMessage::reply(
+            3,
+            sacred_proto::SubscribeReply::default()
+        )]
+    );
+}
+
+#[test]
+fn null_is_refused_for_required_fields() {
+    assert!(decode(Codec::Json, br#"{"id":1,"subscribe":{"channel":null}}"#).is_err());
+    assert!(decode(Codec::Json, br#"{"id":null,"pong":{}}"#).is_err());
+}

@@ -363,8 +363,11 @@ fn valid() -> Vec<Valid> {
     ]
 }
 
+/// The JSON and MessagePack forms of an invalid frame; either may be absent.
+type Forms = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// A JSON text whose MessagePack twin is derived by transcoding it.
-fn both(json: &str) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+fn both(json: &str) -> Forms {
     let value: Json = serde_json::from_str(json).expect("vector JSON parses");
     (
         Some(json.as_bytes().to_vec()),
@@ -372,11 +375,11 @@ fn both(json: &str) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
     )
 }
 
-fn json_only(json: &[u8]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+fn json_only(json: &[u8]) -> Forms {
     (Some(json.to_vec()), None)
 }
 
-fn msgpack_only(bytes: &[u8]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+fn msgpack_only(bytes: &[u8]) -> Forms {
     (None, Some(bytes.to_vec()))
 }
 
@@ -393,7 +396,7 @@ fn invalid() -> Vec<Invalid> {
         r#"{{"id":1,"connect":{{"client":{{"name":"{}"}}}}}}"#,
         "n".repeat(65)
     );
-    let cases: Vec<(&str, &str, bool, (Option<Vec<u8>>, Option<Vec<u8>>), Expect)> = vec![
+    let cases: Vec<(&str, &str, bool, Forms, Expect)> = vec![
         (
             "id-zero",
             "Ids run from 1; 0 is refused.",

@@ -1,0 +1,1 @@
+//! Sacred benchmarks: criterion micro-benches live in `benches/`; see `docs/benchmarks.md`.

@@ -85,17 +85,51 @@ fn plain(offset: u64) -> PlainPush {
     }
 }
 
-fn plain_encode<T: Serialize + ?Sized>(codec: Codec, value: &T) -> Vec<u8> {
-    match codec {
-        Codec::Json => serde_json::to_vec(value).unwrap(),
-        Codec::MsgPack => rmp_serde::to_vec_named(value).unwrap(),
+// Each measured operation is a non-inlined function, so that callgrind can
+// count it per call (benches/callgrind.sh) for Sacred and the baseline alike.
+
+#[inline(never)]
+fn sacred_encode(codec: Codec, messages: &[ServerMessage]) -> Vec<u8> {
+    if messages.len() == 1 {
+        codec.encode(&messages[0])
+    } else {
+        codec.encode_batch(messages)
+    }
+    .unwrap()
+}
+
+#[inline(never)]
+fn sacred_decode(codec: Codec, frame: &[u8], limits: &Limits) -> Vec<ServerMessage> {
+    codec.decode(frame, limits).unwrap()
+}
+
+#[inline(never)]
+fn plain_encode(codec: Codec, messages: &[PlainPush]) -> Vec<u8> {
+    fn encode<T: Serialize + ?Sized>(codec: Codec, value: &T) -> Vec<u8> {
+        match codec {
+            Codec::Json => serde_json::to_vec(value).unwrap(),
+            Codec::MsgPack => rmp_serde::to_vec_named(value).unwrap(),
+        }
+    }
+    if messages.len() == 1 {
+        encode(codec, &messages[0])
+    } else {
+        encode(codec, messages)
     }
 }
 
-fn plain_decode<T: for<'de> Deserialize<'de>>(codec: Codec, frame: &[u8]) -> T {
-    match codec {
-        Codec::Json => serde_json::from_slice(frame).unwrap(),
-        Codec::MsgPack => rmp_serde::from_slice(frame).unwrap(),
+#[inline(never)]
+fn plain_decode(codec: Codec, frame: &[u8], batch: bool) -> Vec<PlainPush> {
+    fn decode<T: for<'de> Deserialize<'de>>(codec: Codec, frame: &[u8]) -> T {
+        match codec {
+            Codec::Json => serde_json::from_slice(frame).unwrap(),
+            Codec::MsgPack => rmp_serde::from_slice(frame).unwrap(),
+        }
+    }
+    if batch {
+        decode(codec, frame)
+    } else {
+        vec![decode(codec, frame)]
     }
 }
 
@@ -115,52 +149,23 @@ fn codec(c: &mut Criterion) {
             ("publication", &single, &plain_single),
             ("batch16", &batch, &plain_batch),
         ] {
-            let encode = |m: &[ServerMessage]| {
-                if m.len() == 1 {
-                    codec.encode(&m[0])
-                } else {
-                    codec.encode_batch(m)
-                }
-            };
-            let frame = encode(messages).unwrap();
-            let plain_frame = if plain.len() == 1 {
-                plain_encode(codec, &plain[0])
-            } else {
-                plain_encode(codec, plain)
-            };
+            let frame = sacred_encode(codec, messages);
+            let plain_frame = plain_encode(codec, plain);
+            let batch = messages.len() > 1;
 
             let mut group = c.benchmark_group(format!("{name}/{shape}"));
             group.throughput(Throughput::Bytes(frame.len() as u64));
             group.bench_function(BenchmarkId::new("encode", "sacred"), |b| {
-                b.iter(|| encode(black_box(messages)))
+                b.iter(|| sacred_encode(codec, black_box(messages)))
             });
             group.bench_function(BenchmarkId::new("encode", "baseline"), |b| {
-                b.iter(|| {
-                    if plain.len() == 1 {
-                        plain_encode(codec, black_box(&plain[0]))
-                    } else {
-                        plain_encode(codec, black_box(plain))
-                    }
-                })
+                b.iter(|| plain_encode(codec, black_box(plain)))
             });
             group.bench_function(BenchmarkId::new("decode", "sacred"), |b| {
-                b.iter(|| {
-                    codec
-                        .decode::<ServerMessage>(black_box(&frame), &limits)
-                        .unwrap()
-                })
+                b.iter(|| sacred_decode(codec, black_box(&frame), &limits))
             });
             group.bench_function(BenchmarkId::new("decode", "baseline"), |b| {
-                b.iter(|| {
-                    if plain.len() == 1 {
-                        drop(plain_decode::<PlainPush>(codec, black_box(&plain_frame)));
-                    } else {
-                        drop(plain_decode::<Vec<PlainPush>>(
-                            codec,
-                            black_box(&plain_frame),
-                        ));
-                    }
-                })
+                b.iter(|| plain_decode(codec, black_box(&plain_frame), batch))
             });
             group.finish();
             println!(

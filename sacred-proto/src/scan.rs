@@ -41,26 +41,16 @@ impl Bounds<'_> {
 pub(crate) fn json(frame: &[u8], limits: &Limits) -> Result<(), DecodeError> {
     let bounds = Bounds { limits };
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut started = false;
     // Whether the top-level value is an array, how many elements it has shown,
     // and whether the next token starts one.
     let mut batch = false;
     let mut count = 0usize;
     let mut expect_element = false;
+    let mut started = false;
 
-    for &byte in frame {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
+    let mut pos = 0;
+    while let Some(&byte) = frame.get(pos) {
+        pos += 1;
         if matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
             continue;
         }
@@ -74,7 +64,7 @@ pub(crate) fn json(frame: &[u8], limits: &Limits) -> Result<(), DecodeError> {
             }
         }
         match byte {
-            b'"' => in_string = true,
+            b'"' => pos = string_end(frame, pos)?,
             b'[' | b'{' => {
                 if !started && byte == b'[' {
                     batch = true;
@@ -93,10 +83,24 @@ pub(crate) fn json(frame: &[u8], limits: &Limits) -> Result<(), DecodeError> {
         }
         started = true;
     }
-    if in_string || depth > 0 {
+    if depth > 0 {
         return Err(DecodeError::Truncated);
     }
     Ok(())
+}
+
+/// The position just after the closing quote of the string whose body starts
+/// at `pos`.
+fn string_end(frame: &[u8], mut pos: usize) -> Result<usize, DecodeError> {
+    while let Some(&byte) = frame.get(pos) {
+        match byte {
+            b'"' => return Ok(pos + 1),
+            // A backslash escapes the next byte, whatever it is.
+            b'\\' => pos += 2,
+            _ => pos += 1,
+        }
+    }
+    Err(DecodeError::Truncated)
 }
 
 /// Walks MessagePack fully: every marker, every declared length checked
@@ -178,8 +182,14 @@ impl<'a> MsgPack<'a> {
         self.take(n).map(drop)
     }
 
+    /// rmp-serde would hand an invalid-UTF-8 `str` to a `Value` as bytes, so
+    /// the check happens here; `is_ascii` first, since protocol strings
+    /// nearly always are and it is several times cheaper than `from_utf8`.
     fn string(&mut self, len: usize) -> Result<(), DecodeError> {
         let bytes = self.take(len)?;
+        if bytes.is_ascii() {
+            return Ok(());
+        }
         std::str::from_utf8(bytes)
             .map_err(|_| DecodeError::invalid("invalid UTF-8 in a MessagePack string"))?;
         Ok(())

@@ -1,4 +1,5 @@
 //! `Limits`: the bounds decoding and validation enforce on what a peer sends.
+//! Deserialisable (every field optional) so servers can read it from a config file.
 
 /// The bounds a receiver enforces. The defaults are the server's for frames
 /// from clients; a client decoding server frames should raise
@@ -9,7 +10,8 @@
 /// limits.max_frame_bytes = 64 * 1024;
 /// assert_eq!(limits.max_batch, 100);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Limits {
     /// Largest frame accepted, in bytes; larger ones close with "message too big".

@@ -1,0 +1,159 @@
+//! Where the binary's settings come from: defaults, then a TOML file, then
+//! environment variables and flags (which win).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use sacred_server::{ApiKey, HubOptions};
+use serde::Deserialize;
+
+/// A Sacred real-time messaging hub.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub(crate) struct Cli {
+    /// A TOML file with settings (see docs/operations.md).
+    #[arg(long, env = "SACRED_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8000].
+    #[arg(long, env = "SACRED_BIND")]
+    bind: Option<SocketAddr>,
+    /// Log format [default: text].
+    #[arg(long, env = "SACRED_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    /// Accept connections without a token [default: true].
+    #[arg(long, env = "SACRED_ALLOW_ANONYMOUS")]
+    allow_anonymous: Option<bool>,
+    /// An API key as USER:SHA256HEX (repeatable; env: comma-separated).
+    #[arg(long = "api-key", env = "SACRED_API_KEYS", value_delimiter = ',', value_parser = parse_key)]
+    api_keys: Vec<ApiKey>,
+    /// Seconds to drain connections at shutdown [default: 15].
+    #[arg(long, env = "SACRED_DRAIN_SECS")]
+    drain_secs: Option<u64>,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything the binary runs with.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Settings {
+    pub(crate) bind: SocketAddr,
+    pub(crate) log_format: LogFormat,
+    pub(crate) hub: HubOptions,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            log_format: LogFormat::Text,
+            hub: HubOptions::default(),
+        }
+    }
+}
+
+impl Settings {
+    pub(crate) fn load(cli: &Cli) -> Result<Settings, String> {
+        let mut settings = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+                toml::from_str(&text)
+                    .map_err(|err| format!("invalid config {}: {err}", path.display()))?
+            }
+            None => Settings::default(),
+        };
+        if let Some(bind) = cli.bind {
+            settings.bind = bind;
+        }
+        if let Some(format) = cli.log_format {
+            settings.log_format = format;
+        }
+        if let Some(allow) = cli.allow_anonymous {
+            settings.hub.allow_anonymous = allow;
+        }
+        settings.hub.api_keys.extend(cli.api_keys.iter().cloned());
+        if let Some(secs) = cli.drain_secs {
+            settings.hub.drain = std::time::Duration::from_secs(secs);
+        }
+        Ok(settings)
+    }
+}
+
+fn parse_key(text: &str) -> Result<ApiKey, String> {
+    let (user, sha256) = text.split_once(':').ok_or("expected USER:SHA256HEX")?;
+    Ok(ApiKey::from_sha256(sha256, user))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags() {
+        let dir = std::env::temp_dir().join(format!("sacred-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sacred.toml");
+        std::fs::write(
+            &file,
+            r#"
+bind = "127.0.0.1:9000"
+log_format = "json"
+[hub]
+ping_interval_ms = 2000
+[hub.limits]
+max_frame_bytes = 20480
+[hub.namespaces.chat]
+history_size = 10
+presence = false
+[[hub.api_keys]]
+sha256 = "a665a45920422f9d417e4867efdc4fb8a04a1f3fff1fa07e998e86f7f7a27ae3"
+user = "ada"
+"#,
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "sacred-server",
+            "--config",
+            file.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:9100",
+        ]);
+        let settings = Settings::load(&cli).unwrap();
+        assert_eq!(
+            settings.bind,
+            "127.0.0.1:9100".parse().unwrap(),
+            "flags win over the file"
+        );
+        assert_eq!(settings.log_format, LogFormat::Json);
+        assert_eq!(
+            settings.hub.ping_interval,
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(settings.hub.limits.max_frame_bytes, 20480);
+        assert_eq!(
+            settings.hub.limits.max_batch, 100,
+            "unset limits keep their defaults"
+        );
+        assert_eq!(settings.hub.namespaces["chat"].history_size, 10);
+        assert!(!settings.hub.namespaces["chat"].presence);
+        assert_eq!(settings.hub.api_keys[0].user, "ada");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<Settings>("bnd = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+}

@@ -1,0 +1,342 @@
+//! One task per socket: reads frames, enforces the protocol and its timers,
+//! executes commands against the hub and queues their replies.
+//!
+//! Commands of one connection run in order, one at a time; a slow RPC delays
+//! the commands sent after it on the same connection, nobody else's.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::StreamExt;
+use futures_util::stream::SplitStream;
+use sacred_proto::{
+    ClientMessage, Codec, Command, ConnectReply, ConnectRequest, DisconnectCode, ErrorCode, Peer,
+    Ping, PongReply, PresenceReply, RefreshReply, RefreshRequest, Reply, ReplyError, RpcReply,
+    RpcRequest, SendReply, ServerMessage, SubscribeRequest, UnsubscribeReply, Unsubscribed,
+};
+use tokio::time::{Instant, sleep_until};
+
+use crate::hub::{Hub, allowed};
+use crate::id::random_id;
+use crate::outbound::{self, Outbound};
+use crate::rpc::RpcContext;
+use crate::time::now_ms;
+
+/// Runs a connection until it closes, then removes it from the hub.
+pub(crate) async fn serve(hub: Hub, socket: WebSocket, codec: Codec) {
+    let (sink, mut stream) = socket.split();
+    let (outbound, rx) = Outbound::new(codec, hub.options().outbound_queue_bytes);
+    let writer = tokio::spawn(outbound::write(sink, rx, outbound.clone()));
+    let mut connection = Connection {
+        connect_deadline: Instant::now() + hub.options().connect_timeout,
+        hub,
+        codec,
+        outbound,
+        session: None,
+        subs: HashSet::new(),
+        pong_due: None,
+    };
+    connection.run(&mut stream).await;
+    connection.leave().await;
+    let _ = writer.await;
+}
+
+struct Connection {
+    hub: Hub,
+    codec: Codec,
+    outbound: Outbound,
+    /// Set by a successful `connect`.
+    session: Option<Session>,
+    /// Channels this connection is subscribed to.
+    subs: HashSet<String>,
+    /// Before `connect`: when the socket is closed as stale.
+    connect_deadline: Instant,
+    /// After a ping: when the connection is closed unless a command arrives.
+    pong_due: Option<Instant>,
+}
+
+struct Session {
+    peer: Peer,
+    ping_interval: Duration,
+    next_ping: Instant,
+    /// When the token expires, if it does.
+    expires: Option<Instant>,
+}
+
+/// A far-away instant for timer branches that are switched off.
+fn never() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+fn deadline_from_ms(expires_ms: Option<u64>) -> Option<Instant> {
+    expires_ms.map(|ms| Instant::now() + Duration::from_millis(ms.saturating_sub(now_ms())))
+}
+
+impl Connection {
+    async fn run(&mut self, stream: &mut SplitStream<WebSocket>) {
+        let mut closing = self.outbound.closing();
+        loop {
+            let next_ping = self.session.as_ref().map(|s| s.next_ping);
+            let expires = self.session.as_ref().and_then(|s| s.expires);
+            tokio::select! {
+                biased;
+                _ = outbound::closed(&mut closing) => return,
+                frame = stream.next() => match frame {
+                    Some(Ok(Message::Text(text))) if self.codec == Codec::Json => self.frame(text.as_bytes()).await,
+                    Some(Ok(Message::Binary(bytes))) if self.codec == Codec::MsgPack => self.frame(&bytes).await,
+                    Some(Ok(Message::Text(_) | Message::Binary(_))) => {
+                        tracing::debug!("frame of the wrong WebSocket type for the negotiated codec");
+                        self.outbound.close(DisconnectCode::BAD_REQUEST);
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => self.outbound.peer_gone(),
+                },
+                _ = sleep_until(self.connect_deadline), if self.session.is_none() => {
+                    self.outbound.close(DisconnectCode::STALE);
+                }
+                _ = sleep_until(self.pong_due.unwrap_or_else(never)), if self.pong_due.is_some() => {
+                    self.outbound.close(DisconnectCode::NO_PONG);
+                }
+                _ = sleep_until(expires.unwrap_or_else(never)), if expires.is_some() => {
+                    self.outbound.close(DisconnectCode::TOKEN_EXPIRED);
+                }
+                _ = sleep_until(next_ping.unwrap_or_else(never)), if next_ping.is_some() => self.ping(),
+            }
+        }
+    }
+
+    fn ping(&mut self) {
+        if let Some(session) = &mut self.session {
+            session.next_ping += session.ping_interval;
+            self.pong_due
+                .get_or_insert_with(|| Instant::now() + self.hub.options().pong_timeout);
+            self.outbound
+                .send_message(&ServerMessage::push(Ping::new(now_ms())));
+        }
+    }
+
+    async fn frame(&mut self, bytes: &[u8]) {
+        let limits = &self.hub.options().limits;
+        let messages = match self.codec.decode::<ClientMessage>(bytes, limits) {
+            Ok(messages) => messages,
+            Err(err) => {
+                tracing::debug!(%err, "refused frame");
+                self.outbound.close(err.disconnect_code());
+                return;
+            }
+        };
+        // Any command shows the client is alive.
+        self.pong_due = None;
+        for message in messages {
+            if self.outbound.is_closing() {
+                return;
+            }
+            if let Err(err) = message.validate(&self.hub.options().limits) {
+                self.outbound
+                    .send_message(&ServerMessage::error(message.id, err));
+                continue;
+            }
+            let ClientMessage { id, command } = message;
+            if let Command::Connect(connect) = command {
+                self.connect(id, connect).await;
+                continue;
+            }
+            let Some(peer) = self.session.as_ref().map(|session| session.peer.clone()) else {
+                tracing::debug!("command before connect");
+                self.outbound.close(DisconnectCode::BAD_REQUEST);
+                return;
+            };
+            self.execute(id, command, peer).await;
+        }
+    }
+
+    /// Runs a command of a connected client and queues its reply.
+    async fn execute(&mut self, id: u32, command: Command, peer: Peer) {
+        let result = match command {
+            Command::Connect(_) => Err(ErrorCode::ALREADY_CONNECTED.into()),
+            Command::Subscribe(subscribe) => {
+                self.outbound.hold();
+                let result = self.subscribe(&peer, &subscribe).await.map(Reply::from);
+                return self.outbound.release(&ServerMessage::Reply { id, result });
+            }
+            Command::Unsubscribe(unsubscribe) => {
+                let result = self.hub.unsubscribe(&peer.id, &unsubscribe.channel).await;
+                if result.is_ok() {
+                    self.subs.remove(&unsubscribe.channel);
+                }
+                result.map(|()| UnsubscribeReply::default().into())
+            }
+            Command::Publish(publish) => match self.hub.namespace(&publish.channel).cloned() {
+                Ok(options) => match allowed(options.publish, &peer) {
+                    Ok(()) => {
+                        let publication = self.hub.publish_as(
+                            Some(peer),
+                            &publish.channel,
+                            &options,
+                            publish.data,
+                        );
+                        publication.await.map(Reply::from)
+                    }
+                    Err(err) => Err(err),
+                },
+                Err(err) => Err(err),
+            },
+            Command::Send(send) => self
+                .hub
+                .send_as(Some(peer), &send.to, send.data)
+                .map(|()| SendReply::default().into()),
+            Command::Presence(presence) => {
+                self.hub
+                    .presence_of(&presence.channel)
+                    .await
+                    .map(|clients| {
+                        let mut reply = PresenceReply::default();
+                        reply.clients = clients;
+                        reply.into()
+                    })
+            }
+            Command::History(history) => self.hub.history_of(&history).await.map(Reply::from),
+            Command::Rpc(rpc) => self.rpc(peer, rpc).await,
+            Command::Pong(_) => Ok(PongReply::new(now_ms()).into()),
+            Command::Refresh(refresh) => self.refresh(&peer, refresh).await,
+        };
+        self.outbound
+            .send_message(&ServerMessage::Reply { id, result });
+    }
+
+    async fn connect(&mut self, id: u32, request: ConnectRequest) {
+        if self.session.is_some() {
+            return self
+                .outbound
+                .send_message(&ServerMessage::error(id, ErrorCode::ALREADY_CONNECTED));
+        }
+        let hub = self.hub.clone();
+        let identity = match hub
+            .inner
+            .auth
+            .authenticate(request.token.as_deref(), &request.client)
+            .await
+        {
+            Ok(identity) => identity,
+            Err(err) => {
+                tracing::debug!(%err, "connect refused");
+                return self.outbound.close(err.disconnect_code());
+            }
+        };
+        let peer = Peer::new(random_id(12), identity.user, request.client);
+        let options = hub.options();
+        let ping_interval = if peer.info.runtime == "mobile" {
+            options.mobile_ping_interval
+        } else {
+            options.ping_interval
+        };
+        let mut reply = ConnectReply::new(
+            peer.id.clone(),
+            ping_interval.as_millis().try_into().unwrap_or(u32::MAX),
+            options
+                .pong_timeout
+                .as_millis()
+                .try_into()
+                .unwrap_or(u32::MAX),
+            now_ms(),
+        );
+        reply.version = concat!("sacred-server/", env!("CARGO_PKG_VERSION")).to_owned();
+        reply.expires = identity.expires;
+        hub.register(&peer.id, self.outbound.clone());
+        self.session = Some(Session {
+            peer: peer.clone(),
+            ping_interval,
+            next_ping: Instant::now() + ping_interval,
+            expires: deadline_from_ms(identity.expires),
+        });
+
+        self.outbound.hold();
+        let mut refused = Vec::new();
+        for sub in &request.subs {
+            match self.subscribe(&peer, sub).await {
+                Ok(result) => drop(reply.subs.insert(sub.channel.clone(), result)),
+                Err(err) => refused.push(Unsubscribed::new(
+                    sub.channel.clone(),
+                    err.error_code(),
+                    err.message,
+                )),
+            }
+        }
+        self.outbound.release(&ServerMessage::reply(id, reply));
+        for unsubscribed in refused {
+            self.outbound
+                .send_message(&ServerMessage::push(unsubscribed));
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        peer: &Peer,
+        request: &SubscribeRequest,
+    ) -> Result<sacred_proto::SubscribeReply, ReplyError> {
+        if self.subs.contains(&request.channel) {
+            return Err(ErrorCode::ALREADY_SUBSCRIBED.into());
+        }
+        if self.subs.len() >= self.hub.options().max_channels_per_connection {
+            return Err(ReplyError::new(
+                ErrorCode::LIMIT_EXCEEDED,
+                "too many subscriptions on this connection",
+            ));
+        }
+        let reply = self.hub.subscribe(peer, &self.outbound, request).await?;
+        self.subs.insert(request.channel.clone());
+        Ok(reply)
+    }
+
+    async fn rpc(&self, caller: Peer, request: RpcRequest) -> Result<Reply, ReplyError> {
+        let handler = self.hub.inner.rpc.get(&request.method).cloned();
+        let handler = handler.ok_or_else(|| ReplyError::from(ErrorCode::METHOD_NOT_FOUND))?;
+        let context = RpcContext {
+            caller,
+            method: request.method,
+        };
+        match tokio::time::timeout(
+            self.hub.options().rpc_timeout,
+            handler.call(context, request.data),
+        )
+        .await
+        {
+            Ok(Ok(data)) => Ok(RpcReply::new(data).into()),
+            Ok(Err(err)) => Err(err.into()),
+            Err(_) => Err(ErrorCode::TIMEOUT.into()),
+        }
+    }
+
+    async fn refresh(&mut self, peer: &Peer, request: RefreshRequest) -> Result<Reply, ReplyError> {
+        let identity = self
+            .hub
+            .inner
+            .auth
+            .authenticate(Some(&request.token), &peer.info)
+            .await;
+        let identity =
+            identity.map_err(|err| ReplyError::new(ErrorCode::UNAUTHORIZED, err.to_string()))?;
+        if identity.user != peer.user {
+            return Err(ReplyError::new(
+                ErrorCode::UNAUTHORIZED,
+                "the new token names another user",
+            ));
+        }
+        if let Some(session) = &mut self.session {
+            session.expires = deadline_from_ms(identity.expires);
+        }
+        let mut reply = RefreshReply::default();
+        reply.expires = identity.expires;
+        Ok(reply.into())
+    }
+
+    /// Leaves every channel and the client registry.
+    async fn leave(&mut self) {
+        let Some(session) = &self.session else { return };
+        for channel in self.subs.drain() {
+            let _ = self.hub.unsubscribe(&session.peer.id, &channel).await;
+        }
+        self.hub.unregister(&session.peer.id);
+    }
+}

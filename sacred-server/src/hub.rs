@@ -1,0 +1,498 @@
+//! `Hub`: the handle host code programs against, and the state every
+//! connection shares: who is connected, who is in which channel, history.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use dashmap::DashMap;
+use sacred_proto::{
+    Codec, DirectMessage, DisconnectCode, ErrorCode, HistoryReply, HistoryRequest, Join, Leave,
+    Migrate, Peer, Publication, PublishReply, ReplyError, ServerMessage, SubscribeReply,
+    SubscribeRequest, Value, channel_namespace,
+};
+use tokio::sync::{Mutex, Notify};
+
+use crate::auth::Authenticator;
+use crate::builder::HubBuilder;
+use crate::history::{HistoryError, HistoryStore, Query, Retention};
+use crate::options::{Access, HubOptions, NamespaceOptions};
+use crate::outbound::{Outbound, encode};
+use crate::rpc::RpcHandler;
+use crate::time::now_ms;
+
+/// The hub handle: publish from host code, send to one client, read presence,
+/// disconnect clients, shut down. Cheap to clone (no need to wrap it in `Arc`).
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) inner: Arc<HubInner>,
+}
+
+pub(crate) struct HubInner {
+    pub(crate) options: HubOptions,
+    pub(crate) auth: Arc<dyn Authenticator>,
+    pub(crate) history: Arc<dyn HistoryStore>,
+    pub(crate) rpc: HashMap<String, RpcHandler>,
+    /// Connected clients by client id.
+    clients: DashMap<String, Client>,
+    /// Channels with subscribers (or a publish in progress), by name.
+    channels: DashMap<String, Arc<Channel>>,
+    /// False once shutdown began: `/ready` fails and upgrades are refused.
+    ready: AtomicBool,
+    /// Woken whenever a client leaves, so shutdown can wait for the drain.
+    client_left: Notify,
+}
+
+/// A connected client, as the hub reaches it.
+struct Client {
+    outbound: Outbound,
+}
+
+/// One channel: its members, behind a lock that orders everything that
+/// touches the channel (publish, subscribe with recovery, unsubscribe).
+struct Channel {
+    members: Mutex<Members>,
+}
+
+#[derive(Default)]
+struct Members {
+    by_client: HashMap<String, Member>,
+    /// Set when the channel left the map; whoever holds a stale `Arc` retries.
+    removed: bool,
+}
+
+struct Member {
+    peer: Peer,
+    outbound: Outbound,
+    join_leave: bool,
+}
+
+/// Why host code could not publish.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PublishError(pub(crate) ReplyError);
+
+/// Why host code could not send to a client.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("client {0} is not connected")]
+pub struct SendError(pub(crate) String);
+
+impl Hub {
+    /// Starts building a hub; see [`HubBuilder`].
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+
+    pub(crate) fn new(
+        options: HubOptions,
+        auth: Arc<dyn Authenticator>,
+        history: Arc<dyn HistoryStore>,
+        rpc: HashMap<String, RpcHandler>,
+    ) -> Hub {
+        let inner = HubInner {
+            options,
+            auth,
+            history,
+            rpc,
+            clients: DashMap::new(),
+            channels: DashMap::new(),
+            ready: AtomicBool::new(true),
+            client_left: Notify::new(),
+        };
+        Hub {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Publishes `data` to `channel` from host code (no publisher is named).
+    /// Namespace access rules do not apply to the host.
+    pub async fn publish(&self, channel: &str, data: Value) -> Result<PublishReply, PublishError> {
+        let options = self.namespace(channel).map_err(PublishError)?.clone();
+        self.publish_as(None, channel, &options, data)
+            .await
+            .map_err(PublishError)
+    }
+
+    /// Sends `data` to one client as a `message` push from the server.
+    pub fn send(&self, client: &str, data: Value) -> Result<(), SendError> {
+        self.send_as(None, client, data)
+            .map_err(|_| SendError(client.to_owned()))
+    }
+
+    /// Everyone subscribed to `channel` now.
+    pub async fn presence(&self, channel: &str) -> Vec<Peer> {
+        let Some(channel) = self.inner.channels.get(channel).map(|c| Arc::clone(&c)) else {
+            return Vec::new();
+        };
+        let members = channel.members.lock().await;
+        members.by_client.values().map(|m| m.peer.clone()).collect()
+    }
+
+    /// Disconnects a client with `code`; false if it is not connected.
+    pub fn disconnect(&self, client: &str, code: DisconnectCode) -> bool {
+        match self.inner.clients.get(client) {
+            Some(entry) => {
+                entry.outbound.close(code);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How many clients are connected.
+    pub fn connections(&self) -> usize {
+        self.inner.clients.len()
+    }
+
+    /// Whether the hub accepts connections (false once shutdown began).
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// Shuts down gracefully: stops accepting connections, pushes `migrate`
+    /// advice to every client with a deadline `drain` from now, waits for them
+    /// to leave until then, and closes whoever remains with 3001 (shutdown).
+    pub async fn shutdown(&self) {
+        if !self.inner.ready.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let drain = self.inner.options.drain;
+        let advice = ServerMessage::push(Migrate::new(None, now_ms() + drain.as_millis() as u64));
+        for client in self.inner.clients.iter() {
+            client.outbound.send_message(&advice);
+        }
+        let everyone_left = async {
+            loop {
+                let left = self.inner.client_left.notified();
+                if self.inner.clients.is_empty() {
+                    return;
+                }
+                left.await;
+            }
+        };
+        let _ = tokio::time::timeout(drain, everyone_left).await;
+        for client in self.inner.clients.iter() {
+            client.outbound.close(DisconnectCode::SHUTDOWN);
+        }
+        tracing::info!(
+            remaining = self.inner.clients.len(),
+            "drain over; remaining clients closed with 3001"
+        );
+    }
+
+    pub(crate) fn options(&self) -> &HubOptions {
+        &self.inner.options
+    }
+
+    /// The options of the channel's namespace, or "unknown channel".
+    pub(crate) fn namespace(&self, channel: &str) -> Result<&NamespaceOptions, ReplyError> {
+        self.inner
+            .options
+            .namespaces
+            .get(channel_namespace(channel))
+            .ok_or_else(|| {
+                ReplyError::new(
+                    ErrorCode::UNKNOWN_CHANNEL,
+                    "unknown channel: its namespace is not configured",
+                )
+            })
+    }
+
+    pub(crate) fn register(&self, client: &str, outbound: Outbound) {
+        self.inner
+            .clients
+            .insert(client.to_owned(), Client { outbound });
+    }
+
+    pub(crate) fn unregister(&self, client: &str) {
+        self.inner.clients.remove(client);
+        self.inner.client_left.notify_waiters();
+    }
+
+    /// The live channel named `name`, created if needed.
+    fn channel(&self, name: &str) -> Arc<Channel> {
+        if let Some(channel) = self.inner.channels.get(name) {
+            return Arc::clone(&channel);
+        }
+        let entry = self.inner.channels.entry(name.to_owned());
+        Arc::clone(&entry.or_insert_with(|| {
+            Arc::new(Channel {
+                members: Mutex::new(Members::default()),
+            })
+        }))
+    }
+
+    /// Drops a channel that has no members left (its lock is held).
+    fn forget_if_empty(&self, name: &str, members: &mut Members) {
+        if members.by_client.is_empty() && !members.removed {
+            members.removed = true;
+            self.inner.channels.remove(name);
+        }
+    }
+
+    pub(crate) async fn publish_as(
+        &self,
+        from: Option<Peer>,
+        channel: &str,
+        options: &NamespaceOptions,
+        data: Value,
+    ) -> Result<PublishReply, ReplyError> {
+        let mut publication = Publication::new(channel, data, now_ms());
+        publication.from = from;
+        loop {
+            let live = self.channel(channel);
+            let mut members = live.members.lock().await;
+            if members.removed {
+                continue;
+            }
+            let mut reply = PublishReply::default();
+            if options.history_size > 0 {
+                let retention = Retention::new(options.history_size, options.history_ttl);
+                let position = self
+                    .inner
+                    .history
+                    .append(channel, publication.clone(), retention)
+                    .await
+                    .map_err(store_error)?;
+                publication.offset = Some(position.offset);
+                publication.epoch = Some(position.epoch.clone());
+                reply.offset = Some(position.offset);
+                reply.epoch = Some(position.epoch);
+            }
+            fan_out(
+                members.by_client.values().map(|m| &m.outbound),
+                &ServerMessage::push(publication),
+            );
+            self.forget_if_empty(channel, &mut members);
+            return Ok(reply);
+        }
+    }
+
+    pub(crate) fn send_as(
+        &self,
+        from: Option<Peer>,
+        to: &str,
+        data: Value,
+    ) -> Result<(), ReplyError> {
+        let client = self
+            .inner
+            .clients
+            .get(to)
+            .ok_or_else(|| ReplyError::from(ErrorCode::CLIENT_NOT_FOUND))?;
+        client
+            .outbound
+            .send_message(&ServerMessage::push(DirectMessage::new(from, data)));
+        Ok(())
+    }
+
+    /// Subscribes `peer` and returns the reply; the caller holds its outbound
+    /// (see `Outbound::hold`) so that the reply precedes live publications.
+    pub(crate) async fn subscribe(
+        &self,
+        peer: &Peer,
+        outbound: &Outbound,
+        request: &SubscribeRequest,
+    ) -> Result<SubscribeReply, ReplyError> {
+        let options = self.namespace(&request.channel)?;
+        allowed(options.subscribe, peer)?;
+        loop {
+            let live = self.channel(&request.channel);
+            let mut members = live.members.lock().await;
+            if members.removed {
+                continue;
+            }
+            if members.by_client.contains_key(&peer.id) {
+                return Err(ErrorCode::ALREADY_SUBSCRIBED.into());
+            }
+            let reply = match self
+                .position_and_recovery(&request.channel, options, request)
+                .await
+            {
+                Ok(reply) => reply,
+                Err(err) => {
+                    self.forget_if_empty(&request.channel, &mut members);
+                    return Err(err);
+                }
+            };
+            let join_leave = request.join_leave && options.join_leave;
+            let join = ServerMessage::push(Join::new(request.channel.clone(), peer.clone()));
+            fan_out(
+                members
+                    .by_client
+                    .values()
+                    .filter(|m| m.join_leave)
+                    .map(|m| &m.outbound),
+                &join,
+            );
+            let member = Member {
+                peer: peer.clone(),
+                outbound: outbound.clone(),
+                join_leave,
+            };
+            members.by_client.insert(peer.id.clone(), member);
+            return Ok(reply);
+        }
+    }
+
+    /// The stream position for a new subscriber and, if it asked, the
+    /// publications it missed: all of them or none.
+    async fn position_and_recovery(
+        &self,
+        channel: &str,
+        options: &NamespaceOptions,
+        request: &SubscribeRequest,
+    ) -> Result<SubscribeReply, ReplyError> {
+        let mut reply = SubscribeReply::default();
+        if options.history_size == 0 {
+            return Ok(reply);
+        }
+        let history = &self.inner.history;
+        let max = self.inner.options.max_recovered;
+        let recovered = match &request.recover {
+            Some(since) => {
+                let query = Query {
+                    since: Some(since.clone()),
+                    limit: Some(max + 1),
+                    reverse: false,
+                };
+                match history.read(channel, query).await {
+                    Ok(page) if page.publications.len() <= max => Some(page),
+                    Ok(_) | Err(HistoryError::Unrecoverable) => None,
+                    Err(err) => return Err(store_error(err)),
+                }
+            }
+            None => None,
+        };
+        let page = match recovered {
+            Some(page) => {
+                reply.recovered = true;
+                page
+            }
+            None => {
+                let query = Query {
+                    limit: Some(0),
+                    ..Query::default()
+                };
+                history.read(channel, query).await.map_err(store_error)?
+            }
+        };
+        reply.offset = Some(page.position.offset);
+        reply.epoch = Some(page.position.epoch);
+        reply.publications = page.publications;
+        Ok(reply)
+    }
+
+    pub(crate) async fn unsubscribe(&self, client: &str, channel: &str) -> Result<(), ReplyError> {
+        let Some(live) = self.inner.channels.get(channel).map(|c| Arc::clone(&c)) else {
+            return Err(ErrorCode::NOT_SUBSCRIBED.into());
+        };
+        let mut members = live.members.lock().await;
+        let member = members
+            .by_client
+            .remove(client)
+            .ok_or_else(|| ReplyError::from(ErrorCode::NOT_SUBSCRIBED))?;
+        let leave = ServerMessage::push(Leave::new(channel, member.peer));
+        fan_out(
+            members
+                .by_client
+                .values()
+                .filter(|m| m.join_leave)
+                .map(|m| &m.outbound),
+            &leave,
+        );
+        self.forget_if_empty(channel, &mut members);
+        Ok(())
+    }
+
+    pub(crate) async fn presence_of(&self, channel: &str) -> Result<Vec<Peer>, ReplyError> {
+        if !self.namespace(channel)?.presence {
+            return Err(ReplyError::new(
+                ErrorCode::NOT_AVAILABLE,
+                "presence is off for this namespace",
+            ));
+        }
+        Ok(self.presence(channel).await)
+    }
+
+    pub(crate) async fn history_of(
+        &self,
+        request: &HistoryRequest,
+    ) -> Result<HistoryReply, ReplyError> {
+        if self.namespace(&request.channel)?.history_size == 0 {
+            return Err(ReplyError::new(
+                ErrorCode::NOT_AVAILABLE,
+                "history is off for this namespace",
+            ));
+        }
+        let query = Query {
+            since: request.since.clone(),
+            limit: request.limit.map(|l| l as usize),
+            reverse: request.reverse,
+        };
+        let page = self
+            .inner
+            .history
+            .read(&request.channel, query)
+            .await
+            .map_err(|err| match err {
+                HistoryError::Unrecoverable => ErrorCode::UNRECOVERABLE_POSITION.into(),
+                err => store_error(err),
+            })?;
+        let mut reply = HistoryReply::default();
+        reply.offset = page.position.offset;
+        reply.epoch = page.position.epoch;
+        reply.publications = page.publications;
+        Ok(reply)
+    }
+}
+
+/// Whether `peer` passes `access`.
+pub(crate) fn allowed(access: Access, peer: &Peer) -> Result<(), ReplyError> {
+    let ok = match access {
+        Access::Anyone => true,
+        Access::Authenticated => peer.user.is_some(),
+        Access::Nobody => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ErrorCode::PERMISSION_DENIED.into())
+    }
+}
+
+/// Sends one message to many connections, encoding it once per codec.
+fn fan_out<'a>(targets: impl Iterator<Item = &'a Outbound>, message: &ServerMessage) {
+    let mut frames: [Option<axum::extract::ws::Message>; 2] = [None, None];
+    for outbound in targets {
+        let codec = outbound.codec();
+        let slot = &mut frames[usize::from(codec == Codec::MsgPack)];
+        if slot.is_none() {
+            match encode(codec, message) {
+                Ok(frame) => *slot = Some(frame),
+                Err(err) => {
+                    tracing::error!(%err, "cannot encode a push");
+                    return;
+                }
+            }
+        }
+        if let Some(frame) = slot {
+            outbound.send(frame.clone());
+        }
+    }
+}
+
+fn store_error(err: HistoryError) -> ReplyError {
+    tracing::warn!(%err, "history store failed");
+    ReplyError::new(ErrorCode::INTERNAL, "history store failed")
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("connections", &self.inner.clients.len())
+            .field("channels", &self.inner.channels.len())
+            .field("ready", &self.is_ready())
+            .finish()
+    }
+}

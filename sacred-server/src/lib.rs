@@ -1,0 +1,78 @@
+//! Sacred's hub for server authors: build it, mount its axum router in your
+//! own app, and program against the [`Hub`] handle; or run the ready
+//! `sacred-server` binary. It speaks the protocol of `sacred-proto`
+//! (`docs/protocol.md`): connections, channels, presence, history with
+//! recovery, direct messages, RPC, heartbeats, graceful shutdown.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use sacred_server::{Hub, NamespaceOptions};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let (realtime, hub) = Hub::builder()
+//!     .namespace("chat", NamespaceOptions::default())
+//!     .rpc("time", |_ctx, _data| async { Ok(sacred_proto::Value::from(42u64)) })
+//!     .build()?;
+//!
+//! let app = Router::new()
+//!     .route("/", get(|| async { "my app" }))
+//!     .nest("/rt", realtime); // clients connect to ws://host/rt/ws
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! let server = tokio::spawn(async move { axum::serve(listener, app).await });
+//! hub.publish("chat:lobby", "hello from the host".into()).await?;
+//! # server.await??;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! - `builder`: [`HubBuilder`], which checks settings and returns `(Router, Hub)`.
+//! - `hub`: [`Hub`], the shared state (clients, channels) and host operations.
+//! - `connection`: the task per socket: protocol, timers, commands.
+//! - `outbound`: the per-connection queue bounded in bytes, and its writer.
+//! - `router`: `/ws` (with subprotocol negotiation), `/health`, `/ready`.
+//! - `options`: [`HubOptions`], [`NamespaceOptions`], [`Access`], [`ApiKey`].
+//! - `auth`: the [`Authenticator`] extension point and [`StaticKeys`].
+//! - `history`: the [`HistoryStore`] extension point and [`MemoryHistory`].
+//! - `rpc`: [`RpcContext`] and [`RpcError`] for RPC handlers.
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `cli` | yes | the `sacred-server` binary (clap, TOML, log formatting); embedders can turn it off |
+//!
+//! # Decisions
+//!
+//! - Each channel has its own lock. Publishing (history append and fan-out) and
+//!   subscribing (history read, registration, reply) take it, so recovery is
+//!   race-free and publications reach each subscriber in offset order; there is
+//!   no global lock on the publish path.
+//! - A publication is encoded once per codec and the same bytes are queued to
+//!   every subscriber. Each connection's queue is bounded in bytes; overflow
+//!   closes the connection with 3002 (slow consumer).
+//! - Commands of one connection execute in order, one at a time.
+//! - Set `TCP_NODELAY` on the listener's sockets (the binary does).
+
+mod auth;
+mod builder;
+mod connection;
+mod history;
+mod hub;
+mod id;
+mod options;
+mod outbound;
+mod router;
+mod rpc;
+mod time;
+
+pub use auth::{AuthError, Authenticator, Identity, StaticKeys};
+pub use builder::{BuildError, HubBuilder};
+pub use history::{HistoryError, HistoryStore, MemoryHistory, Page, Query, Retention};
+pub use hub::{Hub, PublishError, SendError};
+pub use options::{Access, ApiKey, HubOptions, NamespaceOptions};
+pub use rpc::{RpcContext, RpcError};

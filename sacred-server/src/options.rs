@@ -1,0 +1,174 @@
+//! `HubOptions` and `NamespaceOptions`: every tunable of a hub, with the
+//! defaults DESIGN.md asks for, readable from a TOML file.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sacred_proto::Limits;
+use serde::{Deserialize, Serialize};
+
+/// Who may do something in a namespace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Every connection, anonymous ones included.
+    #[default]
+    Anyone,
+    /// Connections with an authenticated user.
+    Authenticated,
+    /// No client; only host code (e.g. [`Hub::publish`](crate::Hub::publish)).
+    Nobody,
+}
+
+/// Options of the channels of one namespace (the part of a channel name
+/// before `:`; `""` is the default namespace).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NamespaceOptions {
+    /// Publications kept per channel for history and recovery; 0 turns history off.
+    pub history_size: usize,
+    /// How long a publication stays in history.
+    #[serde(rename = "history_ttl_secs", with = "secs")]
+    pub history_ttl: Duration,
+    /// Whether `presence` may be asked.
+    pub presence: bool,
+    /// Whether subscribers may opt in to `join` and `leave` pushes.
+    pub join_leave: bool,
+    /// Who may subscribe.
+    pub subscribe: Access,
+    /// Who may publish from a client.
+    pub publish: Access,
+}
+
+impl Default for NamespaceOptions {
+    /// History of 100 publications for 7 days, presence and join/leave on,
+    /// anyone may subscribe and publish.
+    fn default() -> NamespaceOptions {
+        NamespaceOptions {
+            history_size: 100,
+            history_ttl: Duration::from_secs(7 * 24 * 3600),
+            presence: true,
+            join_leave: true,
+            subscribe: Access::Anyone,
+            publish: Access::Anyone,
+        }
+    }
+}
+
+/// An API key the built-in authenticator accepts, stored as the SHA-256 of the
+/// key (hex), never the key itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ApiKey {
+    /// Lower-case hex SHA-256 of the key.
+    pub sha256: String,
+    /// The user id connections with this key get.
+    pub user: String,
+}
+
+impl ApiKey {
+    /// A key given by its SHA-256 (hex) and the user it authenticates.
+    pub fn from_sha256(sha256: impl Into<String>, user: impl Into<String>) -> ApiKey {
+        ApiKey {
+            sha256: sha256.into().to_ascii_lowercase(),
+            user: user.into(),
+        }
+    }
+
+    /// A key given in clear; only its hash is kept.
+    pub fn from_plain(key: &str, user: impl Into<String>) -> ApiKey {
+        ApiKey::from_sha256(crate::auth::sha256_hex(key), user)
+    }
+}
+
+/// Every tunable of a hub. The defaults run a working hub with no
+/// configuration: anonymous clients allowed, one default namespace with
+/// history, presence and join/leave.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HubOptions {
+    /// Bounds on what clients send (frame size 10 KiB, batch, depth, lengths).
+    pub limits: Limits,
+    /// Milliseconds between pings.
+    #[serde(rename = "ping_interval_ms", with = "millis")]
+    pub ping_interval: Duration,
+    /// Milliseconds between pings for clients whose runtime is `mobile`.
+    #[serde(rename = "mobile_ping_interval_ms", with = "millis")]
+    pub mobile_ping_interval: Duration,
+    /// Milliseconds to wait for a pong before closing with "no pong".
+    #[serde(rename = "pong_timeout_ms", with = "millis")]
+    pub pong_timeout: Duration,
+    /// Milliseconds a new socket has to send `connect` before closing as "stale".
+    #[serde(rename = "connect_timeout_ms", with = "millis")]
+    pub connect_timeout: Duration,
+    /// Bytes a connection's outbound queue may hold before the client is
+    /// disconnected as a slow consumer.
+    pub outbound_queue_bytes: usize,
+    /// Subscriptions one connection may hold.
+    pub max_channels_per_connection: usize,
+    /// Most publications one recovery replays; larger gaps are not recovered.
+    pub max_recovered: usize,
+    /// Milliseconds an RPC handler may take before the caller gets "timeout".
+    #[serde(rename = "rpc_timeout_ms", with = "millis")]
+    pub rpc_timeout: Duration,
+    /// Seconds between the migrate advice and the final close at shutdown.
+    #[serde(rename = "drain_secs", with = "secs")]
+    pub drain: Duration,
+    /// Whether connections without a token are accepted.
+    pub allow_anonymous: bool,
+    /// API keys the built-in authenticator accepts.
+    pub api_keys: Vec<ApiKey>,
+    /// Options by namespace; channels of other namespaces get "unknown channel".
+    pub namespaces: BTreeMap<String, NamespaceOptions>,
+}
+
+impl Default for HubOptions {
+    fn default() -> HubOptions {
+        HubOptions {
+            limits: Limits::default(),
+            ping_interval: Duration::from_secs(5),
+            mobile_ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            outbound_queue_bytes: 1 << 20,
+            max_channels_per_connection: 128,
+            max_recovered: 1000,
+            rpc_timeout: Duration::from_secs(10),
+            drain: Duration::from_secs(15),
+            allow_anonymous: true,
+            api_keys: Vec::new(),
+            namespaces: BTreeMap::from([(String::new(), NamespaceOptions::default())]),
+        }
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis().try_into().unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}

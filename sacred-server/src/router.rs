@@ -1,0 +1,55 @@
+//! The axum routes a host mounts: `/ws`, `/health`, `/ready`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use sacred_proto::Codec;
+
+use crate::connection;
+use crate::hub::Hub;
+
+/// The hard cap tungstenite enforces on one message, far above the protocol
+/// limit so that oversize frames reach the hub and get a proper 3506 close.
+const TRANSPORT_MESSAGE_CAP: usize = 64 * 1024;
+
+pub(crate) fn router(hub: Hub) -> Router {
+    Router::new()
+        .route("/ws", get(upgrade))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .with_state(hub)
+}
+
+async fn upgrade(State(hub): State<Hub>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+    if !hub.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    let offered = headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok());
+    let codec = match Codec::negotiate(offered) {
+        Ok(codec) => codec,
+        Err(err) => return (StatusCode::BAD_REQUEST, err.to_string()).into_response(),
+    };
+    let cap = TRANSPORT_MESSAGE_CAP.max(hub.options().limits.max_frame_bytes.saturating_mul(4));
+    ws.protocols([codec.subprotocol()])
+        .max_message_size(cap)
+        .max_frame_size(cap)
+        .on_upgrade(move |socket| connection::serve(hub, socket, codec))
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn ready(State(hub): State<Hub>) -> (StatusCode, &'static str) {
+    if hub.is_ready() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    }
+}

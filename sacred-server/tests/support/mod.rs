@@ -67,6 +67,8 @@ pub struct Client {
     pub close: Option<(u16, String)>,
     /// The `disconnect` push that preceded the close, if any.
     pub disconnect: Option<Disconnect>,
+    /// What arrived, in order: `Ok(id)` for a reply, `Err(channel)` for a publication.
+    pub arrivals: Vec<Result<u32, String>>,
 }
 
 impl Client {
@@ -107,6 +109,7 @@ impl Client {
             pushes: VecDeque::new(),
             close: None,
             disconnect: None,
+            arrivals: Vec::new(),
         })
     }
 
@@ -234,6 +237,7 @@ impl Client {
         for message in messages {
             match message {
                 ServerMessage::Reply { id, result } => {
+                    self.arrivals.push(Ok(id));
                     assert!(
                         self.replies.insert(id, result).is_none(),
                         "two replies to {id}"
@@ -242,10 +246,29 @@ impl Client {
                 ServerMessage::Push(Push::Disconnect(disconnect)) => {
                     self.disconnect = Some(disconnect)
                 }
-                ServerMessage::Push(push) => self.pushes.push_back(push),
+                ServerMessage::Push(push) => {
+                    if let Push::Publication(publication) = &push {
+                        self.arrivals.push(Err(publication.channel.clone()));
+                    }
+                    self.pushes.push_back(push);
+                }
             }
         }
         true
+    }
+}
+
+impl Client {
+    /// Whether a publication of `channel` arrived before the reply to `id`.
+    pub fn publication_before_reply(&self, id: u32, channel: &str) -> bool {
+        let reply = self
+            .arrivals
+            .iter()
+            .position(|a| *a == Ok(id))
+            .expect("the reply arrived");
+        self.arrivals[..reply]
+            .iter()
+            .any(|a| a.as_ref().err().map(String::as_str) == Some(channel))
     }
 }
 

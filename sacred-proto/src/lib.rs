@@ -93,11 +93,6 @@ pub use reply::{
 pub use validate::ValidationError;
 pub use value::{Number, Value};
 
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
-
 /// For `skip_serializing_if` on boolean fields that default to false.
 fn is_false(b: &bool) -> bool {
     !*b

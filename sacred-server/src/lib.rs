@@ -70,6 +70,11 @@ mod router;
 mod rpc;
 mod time;
 
+/// The README's examples, compiled (and run where they do not serve) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 pub use auth::{AuthError, Authenticator, Identity, StaticKeys};
 pub use builder::{BuildError, HubBuilder};
 pub use history::{HistoryError, HistoryStore, MemoryHistory, Page, Query, Retention};

@@ -68,10 +68,30 @@ struct Member {
     join_leave: bool,
 }
 
+impl Members {
+    /// Sends a `join` or `leave` push to the members that opted in.
+    fn tell_watchers(&self, push: &ServerMessage) {
+        fan_out(
+            self.by_client
+                .values()
+                .filter(|m| m.join_leave)
+                .map(|m| &m.outbound),
+            push,
+        );
+    }
+}
+
 /// Why host code could not publish.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct PublishError(pub(crate) ReplyError);
+
+impl PublishError {
+    /// The error code: 102 (unknown namespace) or 100 (the history store failed).
+    pub fn code(&self) -> ErrorCode {
+        self.0.error_code()
+    }
+}
 
 /// Why host code could not send to a client.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -153,6 +173,7 @@ impl Hub {
     /// Shuts down gracefully: stops accepting connections, pushes `migrate`
     /// advice to every client with a deadline `drain` from now, waits for them
     /// to leave until then, and closes whoever remains with 3001 (shutdown).
+    /// A second call, while or after a shutdown runs, returns at once.
     pub async fn shutdown(&self) {
         if !self.inner.ready.swap(false, Ordering::AcqRel) {
             return;
@@ -316,15 +337,10 @@ impl Hub {
                 }
             };
             let join_leave = request.join_leave && options.join_leave;
-            let join = ServerMessage::push(Join::new(request.channel.clone(), peer.clone()));
-            fan_out(
-                members
-                    .by_client
-                    .values()
-                    .filter(|m| m.join_leave)
-                    .map(|m| &m.outbound),
-                &join,
-            );
+            members.tell_watchers(&ServerMessage::push(Join::new(
+                request.channel.clone(),
+                peer.clone(),
+            )));
             let member = Member {
                 peer: peer.clone(),
                 outbound: outbound.clone(),
@@ -392,15 +408,7 @@ impl Hub {
             .by_client
             .remove(client)
             .ok_or_else(|| ReplyError::from(ErrorCode::NOT_SUBSCRIBED))?;
-        let leave = ServerMessage::push(Leave::new(channel, member.peer));
-        fan_out(
-            members
-                .by_client
-                .values()
-                .filter(|m| m.join_leave)
-                .map(|m| &m.outbound),
-            &leave,
-        );
+        members.tell_watchers(&ServerMessage::push(Leave::new(channel, member.peer)));
         self.forget_if_empty(channel, &mut members);
         Ok(())
     }

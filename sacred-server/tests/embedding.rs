@@ -32,27 +32,12 @@ async fn the_router_works_under_a_prefix_beside_host_routes_and_layers() {
         .layer(middleware::from_fn(stamp));
     let server = Server::serve(app, hub.clone()).await;
 
-    let get_path = |path: &'static str| {
-        let addr = server.addr;
-        async move {
-            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
-                .await
-                .unwrap();
-            let mut response = String::new();
-            tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
-                .await
-                .unwrap();
-            response
-        }
-    };
-    let home = get_path("/").await;
+    let home = http_get(server.addr, "/").await;
     assert!(
         home.contains("host home") && home.contains("x-host: mine"),
         "{home}"
     );
-    let health = get_path("/rt/health").await;
+    let health = http_get(server.addr, "/rt/health").await;
     assert!(
         health.starts_with("HTTP/1.1 200") && health.contains("x-host: mine"),
         "{health}"

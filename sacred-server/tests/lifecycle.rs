@@ -143,23 +143,16 @@ async fn shutdown_turns_ready_off_advises_migration_drains_then_closes_with_3001
     let mut options = HubOptions::default();
     options.drain = Duration::from_millis(300);
     let server = Server::start(Hub::builder().options(options)).await;
-    let http = |path: &'static str| {
-        let addr = server.addr;
-        async move {
-            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
-                .await
-                .unwrap();
-            let mut response = String::new();
-            tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
-                .await
-                .unwrap();
-            response
-        }
-    };
-    assert!(http("/ready").await.starts_with("HTTP/1.1 200"));
-    assert!(http("/health").await.starts_with("HTTP/1.1 200"));
+    assert!(
+        http_get(server.addr, "/ready")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    assert!(
+        http_get(server.addr, "/health")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
 
     let (mut stays, _) = Client::connect(&server.url(), Codec::Json, info("stays")).await;
     let (mut leaves, _) = Client::connect(&server.url(), Codec::MsgPack, info("leaves")).await;
@@ -178,11 +171,15 @@ async fn shutdown_turns_ready_off_advises_migration_drains_then_closes_with_3001
         "the deadline is the drain period away"
     );
     assert!(
-        http("/ready").await.starts_with("HTTP/1.1 503"),
+        http_get(server.addr, "/ready")
+            .await
+            .starts_with("HTTP/1.1 503"),
         "not ready while draining"
     );
     assert!(
-        http("/health").await.starts_with("HTTP/1.1 200"),
+        http_get(server.addr, "/health")
+            .await
+            .starts_with("HTTP/1.1 200"),
         "still alive while draining"
     );
     assert!(

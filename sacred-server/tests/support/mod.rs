@@ -272,6 +272,25 @@ impl Client {
     }
 }
 
+/// A plain HTTP/1.1 GET; returns the whole response (status line, headers, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+            .await
+            .unwrap();
+        let mut response = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
+            .await
+            .unwrap();
+        response
+    };
+    tokio::time::timeout(WAIT, exchange)
+        .await
+        .expect("the HTTP answer in time")
+}
+
 /// A client description for tests.
 pub fn info(name: &str) -> ClientInfo {
     ClientInfo::new(name, "agent", "rust", "test")

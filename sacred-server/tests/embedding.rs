@@ -64,8 +64,10 @@ async fn the_router_works_under_a_prefix_beside_host_routes_and_layers() {
     };
     assert_eq!(message.data, Value::from("thanks"));
     assert!(hub.send("nobody", Value::Null).is_err());
-    assert!(
-        hub.publish("unknown:x", Value::Null).await.is_err(),
+    let refused = hub.publish("unknown:x", Value::Null).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        ErrorCode::UNKNOWN_CHANNEL,
         "unknown namespaces are refused for the host too"
     );
 }

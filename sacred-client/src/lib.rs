@@ -1,0 +1,40 @@
+//! Sacred's client for Rust applications, and the core the Python and browser
+//! packages share. This release holds the transport-free session core: the
+//! protocol state machine that transports drive (sans I/O, like `quinn-proto`).
+//!
+//! The core consumes what happened (socket opened, frames, close, time, user
+//! commands) and produces what to do (open or close the socket, frames to
+//! send, when to wake it, events for the application). Reconnect with
+//! full-jitter backoff, resubscription with recovery positions in one frame,
+//! duplicate removal, heartbeat answers and dead-link detection, the offline
+//! queue, batching and the server-clock estimate live here once. Time is a
+//! `Duration` since any origin the transport picks, so it runs on wasm32 too.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use sacred_client::{Action, Session, SessionConfig, State};
+//!
+//! let mut session = Session::new(SessionConfig::default());
+//! let now = Duration::ZERO;
+//! session.connect(now);
+//! assert_eq!(session.poll_action(), Some(Action::Open { url: None }));
+//! session.handle_open(now);
+//! let frame = session.poll_transmit().unwrap();
+//! assert!(matches!(frame[0].command, sacred_proto::Command::Connect(_)));
+//! assert_eq!(session.state(), State::Connecting);
+//! ```
+//!
+//! # Layout
+//!
+//! - `session`: [`Session`], its inputs, [`Action`]s and [`Event`]s.
+//! - `backoff`: [`Backoff`], the reconnect schedule.
+//! - `clock`: the min-RTT server-clock estimate.
+
+mod backoff;
+mod clock;
+mod session;
+
+pub use backoff::Backoff;
+pub use session::{Action, Event, RequestError, RequestId, Session, SessionConfig, State};

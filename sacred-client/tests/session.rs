@@ -1,0 +1,502 @@
+//! The session core case by case, in virtual time: the test plays the server
+//! and the transport, so every timer and every frame is under its control.
+
+use std::time::Duration;
+
+use sacred_client::{Action, Backoff, Event, RequestError, Session, SessionConfig, State};
+use sacred_proto::*;
+
+const SEC: Duration = Duration::from_secs(1);
+const MS: Duration = Duration::from_millis(1);
+
+struct Harness {
+    session: Session,
+    now: Duration,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let mut config = SessionConfig::default();
+        config.seed = 42;
+        config.offline_queue = 3;
+        Harness::with(config)
+    }
+
+    fn with(config: SessionConfig) -> Harness {
+        Harness {
+            session: Session::new(config),
+            now: Duration::ZERO,
+        }
+    }
+
+    /// Connects: open, connect command, connect reply.
+    fn connected() -> Harness {
+        let mut h = Harness::new();
+        h.session.connect(h.now);
+        assert_eq!(h.session.poll_action(), Some(Action::Open { url: None }));
+        h.open_and_answer();
+        h
+    }
+
+    /// The socket opens; the server answers the connect and every subscribe.
+    fn open_and_answer(&mut self) -> Vec<ClientMessage> {
+        self.session.handle_open(self.now);
+        let sent = self.sent();
+        let mut replies = Vec::new();
+        for message in &sent {
+            match &message.command {
+                Command::Connect(_) => replies.push(ServerMessage::reply(
+                    message.id,
+                    ConnectReply::new("c1", 5000, 10_000, 1_000_000),
+                )),
+                Command::Subscribe(sub) => {
+                    replies.push(ServerMessage::reply(message.id, self.subscribe_reply(sub)))
+                }
+                Command::Publish(_) => {
+                    replies.push(ServerMessage::reply(message.id, PublishReply::default()))
+                }
+                _ => {}
+            }
+        }
+        self.session.handle_frame(self.now, replies);
+        assert_eq!(self.session.state(), State::Connected);
+        sent
+    }
+
+    /// The server's answer: recovered if asked from offset >= 5 of epoch "e".
+    fn subscribe_reply(&self, request: &SubscribeRequest) -> SubscribeReply {
+        let mut reply = SubscribeReply::default();
+        reply.offset = Some(9);
+        reply.epoch = Some("e".into());
+        if let Some(since) = &request.recover
+            && since.epoch == "e"
+            && since.offset >= 5
+        {
+            reply.recovered = true;
+            reply.publications = (since.offset + 1..=9)
+                .map(|o| publication(&request.channel, o, "e"))
+                .collect();
+        }
+        reply
+    }
+
+    fn sent(&mut self) -> Vec<ClientMessage> {
+        let mut all = Vec::new();
+        while let Some(frame) = self.session.poll_transmit() {
+            all.extend(frame);
+        }
+        all
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.session.poll_event()).collect()
+    }
+
+    fn publications(&mut self) -> Vec<u64> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Publication(p) => p.offset,
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.session.handle_timeout(self.now);
+    }
+
+    fn push(&mut self, push: impl Into<Push>) {
+        self.session
+            .handle_frame(self.now, vec![ServerMessage::push(push)]);
+    }
+}
+
+fn publication(channel: &str, offset: u64, epoch: &str) -> Publication {
+    let mut publication = Publication::new(channel, Value::from(offset), 0);
+    publication.offset = Some(offset);
+    publication.epoch = Some(epoch.into());
+    publication
+}
+
+#[test]
+fn connecting_walks_the_states_and_announces_the_connection() {
+    let mut h = Harness::connected();
+    let events = h.events();
+    assert_eq!(events[0], Event::State(State::Connecting));
+    assert_eq!(events[1], Event::State(State::Connected));
+    assert!(matches!(&events[2], Event::Connected(reply) if reply.client == "c1"));
+    assert_eq!(h.session.server_time(h.now), Some(1_000_000));
+}
+
+#[test]
+fn the_first_connect_is_retried_with_growing_jittered_delays_reset_by_success() {
+    let mut h = Harness::new();
+    h.session.connect(h.now);
+    let mut delays = Vec::new();
+    for attempt in 0..6u32 {
+        assert!(
+            matches!(h.session.poll_action(), Some(Action::Open { .. })),
+            "attempt {attempt}"
+        );
+        h.session.handle_close(h.now, None);
+        let at = h.session.poll_timeout().expect("a reconnect is scheduled");
+        let delay = at - h.now;
+        let spread = (500u64 << attempt).min(20_000);
+        let most = Duration::from_millis((500 + spread).min(20_000));
+        assert!(
+            delay >= 500 * MS && delay <= most,
+            "attempt {attempt}: {delay:?}"
+        );
+        delays.push(delay);
+        h.advance(delay - MS);
+        assert_eq!(h.session.poll_action(), None, "not before its time");
+        h.advance(MS);
+    }
+    assert!(delays.last() > delays.first());
+    assert!(h.events().contains(&Event::Disconnected {
+        code: 1006,
+        reconnect: true
+    }));
+    // Success resets the schedule: the next failure waits 0.5-1 s again.
+    let _ = h.session.poll_action();
+    h.open_and_answer();
+    h.session.handle_close(h.now, Some(1001));
+    let delay = h.session.poll_timeout().unwrap() - h.now;
+    assert!(delay >= 500 * MS && delay <= SEC, "{delay:?}");
+}
+
+#[test]
+fn a_terminal_code_stops_reconnecting_and_fails_everything() {
+    let mut h = Harness::connected();
+    let rpc = h
+        .session
+        .request(h.now, RpcRequest::new("slow", Value::Null).into())
+        .unwrap();
+    h.events();
+    // The disconnect push's code wins over whatever the close frame says.
+    h.push(Disconnect::from(DisconnectCode::BAD_REQUEST));
+    h.session.handle_close(h.now, Some(1006));
+    let events = h.events();
+    assert!(events.contains(&Event::Disconnected {
+        code: 3501,
+        reconnect: false
+    }));
+    assert!(events.contains(&Event::Reply {
+        request: rpc,
+        result: Err(RequestError::Disconnected)
+    }));
+    assert_eq!(h.session.state(), State::Closed);
+    assert_eq!(h.session.poll_timeout(), None, "nothing scheduled");
+    assert_eq!(
+        h.session.publish(h.now, "c", Value::Null),
+        Err(RequestError::Closed)
+    );
+}
+
+#[test]
+fn replies_time_out_after_the_request_timeout() {
+    let mut h = Harness::connected();
+    let rpc = h
+        .session
+        .request(h.now, RpcRequest::new("m", Value::Null).into())
+        .unwrap();
+    h.advance(5 * SEC - MS);
+    assert!(!h.events().iter().any(|e| matches!(e, Event::Reply { .. })));
+    h.advance(MS);
+    assert_eq!(
+        h.events(),
+        [Event::Reply {
+            request: rpc,
+            result: Err(RequestError::Timeout)
+        }]
+    );
+}
+
+#[test]
+fn resubscribes_with_positions_connect_and_queued_publishes_in_one_frame() {
+    let mut h = Harness::connected();
+    h.session.subscribe(h.now, "chat:a", false).unwrap();
+    h.session.subscribe(h.now, "chat:b", true).unwrap();
+    let sent = h.sent();
+    let mut replies = Vec::new();
+    for message in &sent {
+        assert!(matches!(message.command, Command::Subscribe(_)));
+        let mut reply = SubscribeReply::default();
+        reply.offset = Some(4);
+        reply.epoch = Some("e".into());
+        replies.push(ServerMessage::reply(message.id, reply));
+    }
+    h.session.handle_frame(h.now, replies);
+    h.push(publication("chat:a", 5, "e"));
+    h.push(publication("chat:a", 6, "e"));
+    assert_eq!(h.publications(), [5, 6]);
+
+    h.session.handle_close(h.now, None);
+    let queued = h
+        .session
+        .publish(h.now, "chat:a", Value::from("while away"))
+        .unwrap();
+    h.advance(SEC);
+    assert!(matches!(
+        h.session.poll_action(),
+        Some(Action::Open { url: None })
+    ));
+    h.session.handle_open(h.now);
+    let frame = h.session.poll_transmit().expect("one frame");
+    assert!(
+        h.session.poll_transmit().is_none(),
+        "everything went in that frame"
+    );
+    assert!(matches!(frame[0].command, Command::Connect(_)));
+    let recover = |channel: &str| {
+        frame.iter().find_map(|m| match &m.command {
+            Command::Subscribe(s) if s.channel == channel => Some(s.recover.clone()),
+            _ => None,
+        })
+    };
+    assert_eq!(recover("chat:a"), Some(Some(StreamPosition::new(6, "e"))));
+    assert_eq!(recover("chat:b"), Some(Some(StreamPosition::new(4, "e"))));
+    let publish = frame
+        .iter()
+        .find(|m| matches!(m.command, Command::Publish(_)))
+        .expect("the queued publish");
+    h.session.handle_frame(
+        h.now,
+        vec![ServerMessage::reply(publish.id, PublishReply::default())],
+    );
+    assert!(h.events().contains(&Event::Reply {
+        request: queued,
+        result: Ok(PublishReply::default().into())
+    }));
+}
+
+#[test]
+fn recovery_replays_in_order_and_duplicates_are_dropped() {
+    let mut h = Harness::connected();
+    h.session.subscribe(h.now, "c", false).unwrap();
+    let sent = h.sent();
+    let mut reply = SubscribeReply::default();
+    reply.offset = Some(5);
+    reply.epoch = Some("e".into());
+    h.session
+        .handle_frame(h.now, vec![ServerMessage::reply(sent[0].id, reply)]);
+    h.session.handle_close(h.now, None);
+    h.advance(SEC);
+    let _ = h.session.poll_action();
+    h.open_and_answer();
+    let events = h.events();
+    let replayed: Vec<u64> = events
+        .iter()
+        .filter_map(|e| {
+            if let Event::Publication(p) = e {
+                p.offset
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(replayed, [6, 7, 8, 9]);
+    assert!(events.contains(&Event::Subscribed {
+        channel: "c".into(),
+        recovered: true
+    }));
+    // A live duplicate of something replayed is dropped; the next one passes.
+    h.push(publication("c", 9, "e"));
+    h.push(publication("c", 10, "e"));
+    assert_eq!(h.publications(), [10]);
+    // A new epoch means the stream restarted: its publications are taken.
+    h.push(publication("c", 1, "f"));
+    assert_eq!(h.publications(), [1]);
+}
+
+#[test]
+fn unrecoverable_gaps_are_reported_so_the_app_reloads() {
+    let mut h = Harness::connected();
+    h.session.subscribe(h.now, "c", false).unwrap();
+    let sent = h.sent();
+    let mut reply = SubscribeReply::default();
+    reply.offset = Some(2);
+    reply.epoch = Some("old".into());
+    h.session
+        .handle_frame(h.now, vec![ServerMessage::reply(sent[0].id, reply)]);
+    h.session.handle_close(h.now, None);
+    h.advance(SEC);
+    let _ = h.session.poll_action();
+    h.open_and_answer();
+    let events = h.events();
+    assert!(events.contains(&Event::Subscribed {
+        channel: "c".into(),
+        recovered: false
+    }));
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Publication(_))),
+        "nothing, never part of the gap"
+    );
+    h.push(publication("c", 10, "e"));
+    assert_eq!(
+        h.publications(),
+        [10],
+        "continues from the stream's current position"
+    );
+}
+
+#[test]
+fn the_offline_queue_is_bounded_in_count_and_time() {
+    let mut h = Harness::new();
+    h.session.connect(h.now);
+    let first = h.session.publish(h.now, "c", Value::from(1u64)).unwrap();
+    h.advance(2 * SEC);
+    let _ = h.session.publish(h.now, "c", Value::from(2u64)).unwrap();
+    let _ = h.session.publish(h.now, "c", Value::from(3u64)).unwrap();
+    assert_eq!(
+        h.session.publish(h.now, "c", Value::from(4u64)),
+        Err(RequestError::QueueFull)
+    );
+    h.events();
+    h.advance(8 * SEC);
+    assert_eq!(
+        h.events(),
+        [Event::Reply {
+            request: first,
+            result: Err(RequestError::Expired)
+        }]
+    );
+    assert_eq!(
+        h.session.request(h.now, PresenceRequest::new("c").into()),
+        Err(RequestError::Disconnected)
+    );
+}
+
+#[test]
+fn pings_are_answered_and_feed_the_clock() {
+    let mut h = Harness::connected();
+    h.advance(3 * SEC);
+    h.push(Ping::new(1_003_000));
+    let sent = h.sent();
+    assert!(matches!(
+        sent[..],
+        [ClientMessage {
+            command: Command::Pong(_),
+            ..
+        }]
+    ));
+    h.now += 20 * MS;
+    h.session.handle_frame(
+        h.now,
+        vec![ServerMessage::reply(sent[0].id, PongReply::new(1_003_010))],
+    );
+    assert_eq!(h.session.server_time(h.now), Some(1_003_020));
+}
+
+#[test]
+fn silence_beyond_interval_plus_timeout_is_a_dead_link() {
+    let mut h = Harness::connected();
+    h.advance(14 * SEC);
+    h.push(Ping::new(0));
+    h.sent();
+    h.advance(14 * SEC);
+    assert_eq!(h.session.poll_action(), None, "something arrived 14 s ago");
+    h.advance(SEC);
+    assert_eq!(
+        h.session.poll_action(),
+        Some(Action::Close),
+        "15 s of silence"
+    );
+    h.session.handle_close(h.now, None);
+    assert!(h.events().contains(&Event::Disconnected {
+        code: 1006,
+        reconnect: true
+    }));
+}
+
+#[test]
+fn migrate_advice_moves_before_the_deadline_to_the_advised_url() {
+    let mut h = Harness::connected();
+    h.push(Migrate::new(Some("ws://elsewhere/ws".into()), 1_010_000));
+    let move_at = h.session.poll_timeout().unwrap();
+    assert!(move_at <= 10 * SEC, "{move_at:?}");
+    h.advance(move_at);
+    assert_eq!(h.session.poll_action(), Some(Action::Close));
+    h.session.handle_close(h.now, None);
+    h.session.handle_timeout(h.now);
+    assert_eq!(
+        h.session.poll_action(),
+        Some(Action::Open {
+            url: Some("ws://elsewhere/ws".into())
+        }),
+        "at once"
+    );
+}
+
+#[test]
+fn commands_queued_together_leave_together_up_to_the_batch_limit() {
+    let mut config = SessionConfig::default();
+    config.max_batch = 4;
+    let mut h = Harness::with(config);
+    h.session.connect(h.now);
+    let _ = h.session.poll_action();
+    h.open_and_answer();
+    for n in 0..10u64 {
+        h.session.publish(h.now, "c", Value::from(n)).unwrap();
+    }
+    let frames: Vec<usize> = std::iter::from_fn(|| h.session.poll_transmit())
+        .map(|f| f.len())
+        .collect();
+    assert_eq!(frames, [4, 4, 2]);
+}
+
+#[test]
+fn close_fails_pending_work_and_refuses_more() {
+    let mut h = Harness::connected();
+    let rpc = h
+        .session
+        .request(h.now, RpcRequest::new("m", Value::Null).into())
+        .unwrap();
+    h.events();
+    h.session.close(h.now);
+    assert_eq!(h.session.poll_action(), Some(Action::Close));
+    assert!(h.events().contains(&Event::Reply {
+        request: rpc,
+        result: Err(RequestError::Closed)
+    }));
+    h.session.handle_close(h.now, Some(1000));
+    assert_eq!(h.session.state(), State::Closed);
+    assert_eq!(
+        h.session.subscribe(h.now, "c", false),
+        Err(RequestError::Closed)
+    );
+}
+
+#[test]
+fn unsubscribe_stops_delivery() {
+    let mut h = Harness::connected();
+    h.session.subscribe(h.now, "c", false).unwrap();
+    h.sent();
+    h.session.unsubscribe(h.now, "c");
+    assert!(matches!(
+        h.sent()[..],
+        [ClientMessage {
+            command: Command::Unsubscribe(_),
+            ..
+        }]
+    ));
+    h.push(publication("c", 1, "e"));
+    assert_eq!(h.publications(), Vec::<u64>::new());
+}
+
+#[test]
+fn backoff_bounds_are_configurable() {
+    let mut config = SessionConfig::default();
+    config.backoff = Backoff::new(100 * MS, 200 * MS);
+    let mut h = Harness::with(config);
+    h.session.connect(h.now);
+    for _ in 0..10 {
+        let _ = h.session.poll_action();
+        h.session.handle_close(h.now, None);
+        let delay = h.session.poll_timeout().unwrap() - h.now;
+        assert!(delay >= 100 * MS && delay <= 200 * MS, "{delay:?}");
+        h.advance(delay);
+    }
+}

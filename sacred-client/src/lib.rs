@@ -28,13 +28,28 @@
 //!
 //! # Layout
 //!
+//! - `client`: [`Client`] (the handle), [`ClientBuilder`], [`Subscription`].
+//! - `native`: the tokio transport that drives the session (not on wasm32).
+//! - `error`: [`Error`], one opaque type with `is_*` questions.
 //! - `session`: [`Session`], its inputs, [`Action`]s and [`Event`]s.
 //! - `backoff`: [`Backoff`], the reconnect schedule.
 //! - `clock`: the min-RTT server-clock estimate.
 
 mod backoff;
+// The handle is shared by every transport; until the browser transport lands
+// it is built where a transport exists.
+#[cfg(not(target_arch = "wasm32"))]
+mod client;
 mod clock;
+#[cfg(not(target_arch = "wasm32"))]
+mod error;
+#[cfg(not(target_arch = "wasm32"))]
+mod native;
 mod session;
 
 pub use backoff::Backoff;
+#[cfg(not(target_arch = "wasm32"))]
+pub use client::{Client, ClientBuilder, ClientEvent, Subscription, SubscriptionEvent};
+#[cfg(not(target_arch = "wasm32"))]
+pub use error::Error;
 pub use session::{Action, Event, RequestError, RequestId, Session, SessionConfig, State};

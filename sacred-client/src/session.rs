@@ -402,6 +402,8 @@ impl Session {
     /// The socket closed (with the close frame's code, if any) or failed.
     pub fn handle_close(&mut self, now: Duration, code: Option<u16>) {
         let code = self.disconnect_code.take().or(code).unwrap_or(1006);
+        // Nothing queued for the old connection may reach the next one ahead of its connect.
+        self.outgoing.clear();
         self.dead_link_at = None;
         self.liveness = None;
         let in_flight: Vec<_> = self.pending.drain().map(|(_, p)| p.purpose).collect();

@@ -500,3 +500,17 @@ fn backoff_bounds_are_configurable() {
         h.advance(delay);
     }
 }
+
+#[test]
+fn nothing_queued_for_a_lost_connection_precedes_the_next_connect() {
+    let mut h = Harness::connected();
+    h.push(Ping::new(0));
+    // The pong is queued, but the socket drops before it is written.
+    h.session.handle_close(h.now, None);
+    h.advance(SEC);
+    let _ = h.session.poll_action();
+    h.session.handle_open(h.now);
+    let frame = h.session.poll_transmit().unwrap();
+    assert!(matches!(frame[0].command, Command::Connect(_)), "{frame:?}");
+    assert!(!frame.iter().any(|m| matches!(m.command, Command::Pong(_))));
+}

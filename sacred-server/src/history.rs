@@ -84,6 +84,27 @@ pub trait HistoryStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Page, HistoryError>>;
 }
 
+/// A shared store is a store: lets one store outlive a hub (a restart) or
+/// serve several hubs in one process.
+impl<T: HistoryStore + ?Sized> HistoryStore for std::sync::Arc<T> {
+    fn append<'a>(
+        &'a self,
+        channel: &'a str,
+        publication: Publication,
+        retention: Retention,
+    ) -> BoxFuture<'a, Result<StreamPosition, HistoryError>> {
+        (**self).append(channel, publication, retention)
+    }
+
+    fn read<'a>(
+        &'a self,
+        channel: &'a str,
+        query: Query,
+    ) -> BoxFuture<'a, Result<Page, HistoryError>> {
+        (**self).read(channel, query)
+    }
+}
+
 /// In-memory history: a ring per channel, bounded by size and age. Streams
 /// live as long as the process; a restart starts every stream with a new epoch.
 #[derive(Debug, Default)]

@@ -1,0 +1,404 @@
+//! The native transport: a tokio task that owns the WebSocket (tokio-tungstenite,
+//! rustls with the ring provider chosen explicitly) and drives the session.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::CertificateDer;
+use sacred_proto::{Codec, ErrorCode, Limits, ReplyError, ServerMessage};
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use crate::client::{Client, ClientBuilder, ClientEvent, Op, SubscriptionEvent};
+use crate::error::Error;
+use crate::session::{Action, Event, RequestError, RequestId, Session, State};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Opening = Pin<Box<dyn Future<Output = Result<Socket, Error>> + Send>>;
+type ReplySender = oneshot::Sender<Result<sacred_proto::Reply, Error>>;
+/// A subscription waiting for its first confirmation: its event sender and
+/// the caller of `subscribe`.
+type Confirming = (
+    mpsc::UnboundedSender<SubscriptionEvent>,
+    oneshot::Sender<Result<bool, Error>>,
+);
+
+/// How long closing a socket may take before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+impl ClientBuilder {
+    /// Starts the connection task and resolves once connected. It fails if the
+    /// settings are invalid or the server refuses the connection for good;
+    /// while the server cannot be reached it keeps retrying (bound the wait
+    /// with `tokio::time::timeout` if needed).
+    pub async fn connect(self) -> Result<Client, Error> {
+        self.check()?;
+        let tls = tls_config(&self.root_certificates)?;
+        let mut config = self.config;
+        config.seed = rand::random();
+        let (ops, ops_rx) = mpsc::unbounded_channel();
+        let (state, state_rx) = watch::channel(State::Disconnected);
+        let (events, _) = broadcast::channel(256);
+        let (connected, is_connected) = oneshot::channel();
+        let driver = Driver {
+            url: self.url,
+            codec: self.codec,
+            tls,
+            session: Session::new(config),
+            start: Instant::now(),
+            ops: ops_rx,
+            state,
+            events: events.clone(),
+            socket: None,
+            opening: None,
+            replies: HashMap::new(),
+            subscriptions: HashMap::new(),
+            confirming: HashMap::new(),
+            connected: Some(connected),
+        };
+        tokio::spawn(driver.run());
+        is_connected.await.map_err(|_| Error::closed())??;
+        Ok(Client {
+            ops,
+            state: state_rx,
+            events,
+        })
+    }
+}
+
+fn tls_config(extra_roots: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, Error> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for der in extra_roots {
+        roots
+            .add(CertificateDer::from(der.clone()))
+            .map_err(|err| Error::builder(format!("invalid root certificate: {err}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| Error::builder(err.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+async fn open(url: String, codec: Codec, tls: Arc<rustls::ClientConfig>) -> Result<Socket, Error> {
+    let mut request = url.into_client_request().map_err(Error::transport)?;
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static(codec.subprotocol()),
+    );
+    let connector = Connector::Rustls(tls);
+    let (socket, _) =
+        tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector))
+            .await
+            .map_err(Error::transport)?;
+    Ok(socket)
+}
+
+/// Limits for frames from the server: replies with history are large.
+fn server_limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.max_frame_bytes = 64 << 20;
+    limits.max_batch = 100_000;
+    limits.max_depth = 64;
+    limits
+}
+
+/// What woke the driver.
+enum Wake {
+    Op(Option<Op>),
+    Frame(Option<Result<Message, tungstenite::Error>>),
+    Opened(Box<Result<Socket, Error>>),
+    Timer,
+}
+
+/// The task that owns the connection.
+struct Driver {
+    url: String,
+    codec: Codec,
+    tls: Arc<rustls::ClientConfig>,
+    session: Session,
+    /// The session's clock starts here.
+    start: Instant,
+    /// Requests from every handle.
+    ops: mpsc::UnboundedReceiver<Op>,
+    /// The state every handle watches.
+    state: watch::Sender<State>,
+    /// Connection-wide events for whoever listens.
+    events: broadcast::Sender<ClientEvent>,
+    socket: Option<Socket>,
+    /// A socket being opened.
+    opening: Option<Opening>,
+    /// Callers waiting for a reply, by request.
+    replies: HashMap<RequestId, ReplySender>,
+    /// Active subscriptions' event senders, by channel.
+    subscriptions: HashMap<String, mpsc::UnboundedSender<SubscriptionEvent>>,
+    /// Subscriptions waiting for their first confirmation.
+    confirming: HashMap<String, Confirming>,
+    /// `connect()` waiting for the first connection.
+    connected: Option<oneshot::Sender<Result<(), Error>>>,
+}
+
+impl Driver {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    async fn run(mut self) {
+        self.session.connect(self.now());
+        loop {
+            self.carry_out().await;
+            if self.session.state() == State::Closed
+                && self.socket.is_none()
+                && self.opening.is_none()
+            {
+                return;
+            }
+            let wake = self.session.poll_timeout().map(|at| self.start + at);
+            let woke = tokio::select! {
+                op = self.ops.recv() => Wake::Op(op),
+                frame = next_frame(&mut self.socket) => Wake::Frame(frame),
+                opened = opened(&mut self.opening) => Wake::Opened(Box::new(opened)),
+                () = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => Wake::Timer,
+            };
+            let now = self.now();
+            match woke {
+                Wake::Op(Some(op)) => {
+                    self.apply(op);
+                    // Everything already waiting goes out in the same frame.
+                    while let Ok(op) = self.ops.try_recv() {
+                        self.apply(op);
+                    }
+                }
+                // Every handle is gone: nobody can use the connection any more.
+                Wake::Op(None) => self.session.close(now),
+                Wake::Frame(frame) => self.frame(frame),
+                Wake::Opened(opened) => match *opened {
+                    Ok(socket) => {
+                        self.socket = Some(socket);
+                        self.session.handle_open(now);
+                    }
+                    // A failed attempt is a close like any other: the session
+                    // schedules the retry and the application hears `Disconnected`.
+                    Err(_) => self.session.handle_close(now, None),
+                },
+                Wake::Timer => self.session.handle_timeout(now),
+            }
+        }
+    }
+
+    fn apply(&mut self, op: Op) {
+        let now = self.now();
+        match op {
+            Op::Subscribe {
+                channel,
+                join_leave,
+                events,
+                ready,
+            } => match self.session.subscribe(now, &channel, join_leave) {
+                Ok(()) => drop(self.confirming.insert(channel, (events, ready))),
+                Err(err) => drop(ready.send(Err(err.into()))),
+            },
+            Op::Unsubscribe(channel) => {
+                if self.subscriptions.remove(&channel).is_some() {
+                    self.session.unsubscribe(now, &channel);
+                }
+            }
+            Op::Publish {
+                channel,
+                data,
+                reply,
+            } => match self.session.publish(now, &channel, data) {
+                Ok(request) => drop(self.replies.insert(request, reply)),
+                Err(err) => drop(reply.send(Err(err.into()))),
+            },
+            Op::Request { command, reply } => match self.session.request(now, command) {
+                Ok(request) => drop(self.replies.insert(request, reply)),
+                Err(err) => drop(reply.send(Err(err.into()))),
+            },
+            Op::ServerTime(reply) => drop(reply.send(self.session.server_time(now))),
+            Op::Close => self.session.close(now),
+        }
+    }
+
+    fn frame(&mut self, frame: Option<Result<Message, tungstenite::Error>>) {
+        let now = self.now();
+        let bytes = match frame {
+            Some(Ok(Message::Text(text))) if self.codec == Codec::Json => text.as_bytes().to_vec(),
+            Some(Ok(Message::Binary(bytes))) if self.codec == Codec::MsgPack => bytes.to_vec(),
+            Some(Ok(Message::Close(close))) => {
+                self.socket = None;
+                return self
+                    .session
+                    .handle_close(now, close.map(|c| u16::from(c.code)));
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return,
+            Some(Ok(_)) | Some(Err(_)) | None => {
+                self.socket = None;
+                return self.session.handle_close(now, None);
+            }
+        };
+        match self.codec.decode::<ServerMessage>(&bytes, &server_limits()) {
+            Ok(messages) => self.session.handle_frame(now, messages),
+            // A server speaking something else: drop the link and reconnect.
+            Err(_) => {
+                self.socket = None;
+                self.session.handle_close(now, None);
+            }
+        }
+    }
+
+    /// Does what the session asks until it asks nothing more.
+    async fn carry_out(&mut self) {
+        loop {
+            let mut busy = false;
+            while let Some(action) = self.session.poll_action() {
+                busy = true;
+                match action {
+                    Action::Open { url } => {
+                        let url = url.unwrap_or_else(|| self.url.clone());
+                        self.opening = Some(Box::pin(open(url, self.codec, Arc::clone(&self.tls))));
+                    }
+                    Action::Close => {
+                        self.opening = None;
+                        if let Some(mut socket) = self.socket.take() {
+                            let _ = tokio::time::timeout(CLOSE_GRACE, socket.close(None)).await;
+                            self.session.handle_close(self.now(), None);
+                        }
+                    }
+                }
+            }
+            if self.socket.is_some() && self.transmit().await.is_err() {
+                self.socket = None;
+                self.session.handle_close(self.now(), None);
+                busy = true;
+            }
+            while let Some(event) = self.session.poll_event() {
+                busy = true;
+                self.route(event);
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+
+    /// Writes every queued frame, then flushes once.
+    async fn transmit(&mut self) -> Result<(), tungstenite::Error> {
+        let Some(socket) = self.socket.as_mut() else {
+            return Ok(());
+        };
+        let mut written = false;
+        while let Some(batch) = self.session.poll_transmit() {
+            let encoded = if batch.len() == 1 {
+                self.codec.encode(&batch[0])
+            } else {
+                self.codec.encode_batch(&batch)
+            };
+            let Ok(bytes) = encoded else { continue };
+            let frame = match self.codec {
+                Codec::Json => Message::text(String::from_utf8(bytes).unwrap_or_default()),
+                Codec::MsgPack => Message::binary(bytes),
+            };
+            socket.feed(frame).await?;
+            written = true;
+        }
+        if written {
+            socket.flush().await?;
+        }
+        Ok(())
+    }
+
+    fn route(&mut self, event: Event) {
+        match event {
+            Event::State(state) => drop(self.state.send_replace(state)),
+            Event::Connected(reply) => {
+                let _ = self.events.send(ClientEvent::Connected {
+                    client: reply.client,
+                });
+                if let Some(connected) = self.connected.take() {
+                    let _ = connected.send(Ok(()));
+                }
+            }
+            Event::Disconnected { code, reconnect } => {
+                let _ = self
+                    .events
+                    .send(ClientEvent::Disconnected { code, reconnect });
+                if !reconnect && let Some(connected) = self.connected.take() {
+                    let reason = sacred_proto::DisconnectCode::from_u16(code)
+                        .text()
+                        .unwrap_or("refused");
+                    let _ = connected.send(Err(Error::refused(code, reason)));
+                }
+            }
+            Event::Reply { request, result } => {
+                if let Some(reply) = self.replies.remove(&request) {
+                    let _ = reply.send(result.map_err(Error::from));
+                }
+            }
+            Event::Subscribed { channel, recovered } => {
+                if let Some((events, ready)) = self.confirming.remove(&channel) {
+                    self.subscriptions.insert(channel, events);
+                    let _ = ready.send(Ok(recovered));
+                } else if let Some(events) = self.subscriptions.get(&channel) {
+                    let _ = events.send(SubscriptionEvent::Resubscribed { recovered });
+                }
+            }
+            Event::Unsubscribed { channel, code } => {
+                if let Some((_, ready)) = self.confirming.remove(&channel) {
+                    let refusal =
+                        ReplyError::new(ErrorCode::from_u32(code), "subscription refused");
+                    let _ = ready.send(Err(RequestError::Server(refusal).into()));
+                } else if let Some(events) = self.subscriptions.remove(&channel) {
+                    let _ = events.send(SubscriptionEvent::Unsubscribed { code });
+                }
+            }
+            Event::Publication(publication) => {
+                if let Some(events) = self.subscriptions.get(&publication.channel) {
+                    let _ = events.send(SubscriptionEvent::Publication(publication));
+                }
+            }
+            Event::Join { channel, client } => {
+                if let Some(events) = self.subscriptions.get(&channel) {
+                    let _ = events.send(SubscriptionEvent::Join(client));
+                }
+            }
+            Event::Leave { channel, client } => {
+                if let Some(events) = self.subscriptions.get(&channel) {
+                    let _ = events.send(SubscriptionEvent::Leave(client));
+                }
+            }
+            Event::Message { from, data } => {
+                drop(self.events.send(ClientEvent::Message { from, data }))
+            }
+        }
+    }
+}
+
+async fn next_frame(socket: &mut Option<Socket>) -> Option<Result<Message, tungstenite::Error>> {
+    match socket {
+        Some(socket) => socket.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn opened(opening: &mut Option<Opening>) -> Result<Socket, Error> {
+    let Some(future) = opening.as_mut() else {
+        return std::future::pending().await;
+    };
+    let result = future.await;
+    *opening = None;
+    result
+}

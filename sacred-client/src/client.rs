@@ -2,11 +2,15 @@
 //! of one channel's events. Both talk over channels to the task that owns the
 //! connection (the transport's driver), so they are the same on every platform.
 
+use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
+use futures_util::future::BoxFuture;
 use sacred_proto::{
     ClientInfo, Codec, Command, HistoryReply, HistoryRequest, Peer, PresenceRequest, Publication,
     PublishReply, Reply, RpcRequest, SendRequest, Value,
@@ -88,6 +92,25 @@ pub enum SubscriptionEvent {
     },
 }
 
+/// Asks the application for a token: before every connect, and before the
+/// current token expires.
+#[derive(Clone)]
+pub(crate) struct TokenProvider(
+    Arc<dyn Fn() -> BoxFuture<'static, Result<String, String>> + Send + Sync>,
+);
+
+impl TokenProvider {
+    pub(crate) fn fetch(&self) -> BoxFuture<'static, Result<String, String>> {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for TokenProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenProvider")
+    }
+}
+
 /// Builds a [`Client`]. Setters take and return the builder; invalid settings
 /// are reported by [`ClientBuilder::connect`].
 #[derive(Debug)]
@@ -98,6 +121,7 @@ pub struct ClientBuilder {
     pub(crate) codec: Codec,
     /// Extra trusted root certificates (DER), for `wss://` to private CAs.
     pub(crate) root_certificates: Vec<Vec<u8>>,
+    pub(crate) token_provider: Option<TokenProvider>,
 }
 
 impl ClientBuilder {
@@ -117,12 +141,30 @@ impl ClientBuilder {
             config,
             codec: Codec::Json,
             root_certificates: Vec::new(),
+            token_provider: None,
         }
     }
 
     /// The token sent with every connect.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.config.token = Some(token.into());
+        self
+    }
+
+    /// Asks `provider` for a token before every connect and again before the
+    /// token expires (then sent with `refresh`), instead of a fixed token.
+    /// A failed fetch counts as a failed connection attempt and is retried.
+    pub fn token_provider<F, Fut, E>(mut self, provider: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        self.token_provider = Some(TokenProvider(Arc::new(move || {
+            let token = provider();
+            Box::pin(async move { token.await.map_err(|err| err.to_string()) })
+        })));
+        self.config.refresh_tokens = true;
         self
     }
 

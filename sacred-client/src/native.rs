@@ -18,12 +18,14 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use crate::client::{Client, ClientBuilder, ClientEvent, Op, SubscriptionEvent};
+use crate::client::{Client, ClientBuilder, ClientEvent, Op, SubscriptionEvent, TokenProvider};
 use crate::error::Error;
 use crate::session::{Action, Event, RequestError, RequestId, Session, State};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-type Opening = Pin<Box<dyn Future<Output = Result<Socket, Error>> + Send>>;
+type InFlight<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// A socket being opened, with the token fetched for it (if a provider is set).
+type Opening = InFlight<Result<(Socket, Option<String>), Error>>;
 type ReplySender = oneshot::Sender<Result<sacred_proto::Reply, Error>>;
 /// A subscription waiting for its first confirmation: its event sender and
 /// the caller of `subscribe`.
@@ -60,6 +62,8 @@ impl ClientBuilder {
             events: events.clone(),
             socket: None,
             opening: None,
+            token_provider: self.token_provider,
+            fetching: None,
             replies: HashMap::new(),
             subscriptions: HashMap::new(),
             confirming: HashMap::new(),
@@ -120,7 +124,8 @@ fn server_limits() -> Limits {
 enum Wake {
     Op(Option<Op>),
     Frame(Option<Result<Message, tungstenite::Error>>),
-    Opened(Box<Result<Socket, Error>>),
+    Opened(Box<Result<(Socket, Option<String>), Error>>),
+    Token(Result<String, String>),
     Timer,
 }
 
@@ -141,6 +146,9 @@ struct Driver {
     socket: Option<Socket>,
     /// A socket being opened.
     opening: Option<Opening>,
+    token_provider: Option<TokenProvider>,
+    /// A token being fetched for a refresh.
+    fetching: Option<InFlight<Result<String, String>>>,
     /// Callers waiting for a reply, by request.
     replies: HashMap<RequestId, ReplySender>,
     /// Active subscriptions' event senders, by channel.
@@ -170,7 +178,8 @@ impl Driver {
             let woke = tokio::select! {
                 op = self.ops.recv() => Wake::Op(op),
                 frame = next_frame(&mut self.socket) => Wake::Frame(frame),
-                opened = opened(&mut self.opening) => Wake::Opened(Box::new(opened)),
+                opened = resolved(&mut self.opening) => Wake::Opened(Box::new(opened)),
+                token = resolved(&mut self.fetching) => Wake::Token(token),
                 () = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => Wake::Timer,
             };
             let now = self.now();
@@ -186,7 +195,10 @@ impl Driver {
                 Wake::Op(None) => self.session.close(now),
                 Wake::Frame(frame) => self.frame(frame),
                 Wake::Opened(opened) => match *opened {
-                    Ok(socket) => {
+                    Ok((socket, token)) => {
+                        if token.is_some() {
+                            self.session.set_token(token);
+                        }
                         self.socket = Some(socket);
                         self.session.handle_open(now);
                     }
@@ -194,6 +206,9 @@ impl Driver {
                     // schedules the retry and the application hears `Disconnected`.
                     Err(_) => self.session.handle_close(now, None),
                 },
+                Wake::Token(Ok(token)) => self.session.refresh(now, token),
+                // The server closes with 3004 at expiry; the reconnect fetches again.
+                Wake::Token(Err(_)) => {}
                 Wake::Timer => self.session.handle_timeout(now),
             }
         }
@@ -269,7 +284,23 @@ impl Driver {
                 match action {
                     Action::Open { url } => {
                         let url = url.unwrap_or_else(|| self.url.clone());
-                        self.opening = Some(Box::pin(open(url, self.codec, Arc::clone(&self.tls))));
+                        let (codec, tls, provider) = (
+                            self.codec,
+                            Arc::clone(&self.tls),
+                            self.token_provider.clone(),
+                        );
+                        self.opening = Some(Box::pin(async move {
+                            let token = match provider {
+                                Some(provider) => {
+                                    Some(provider.fetch().await.map_err(Error::transport)?)
+                                }
+                                None => None,
+                            };
+                            Ok((open(url, codec, tls).await?, token))
+                        }));
+                    }
+                    Action::FetchToken => {
+                        self.fetching = self.token_provider.as_ref().map(TokenProvider::fetch)
                     }
                     Action::Close => {
                         self.opening = None;
@@ -394,11 +425,12 @@ async fn next_frame(socket: &mut Option<Socket>) -> Option<Result<Message, tungs
     }
 }
 
-async fn opened(opening: &mut Option<Opening>) -> Result<Socket, Error> {
-    let Some(future) = opening.as_mut() else {
+/// The output of the future in `slot`, which is then emptied; pending while empty.
+async fn resolved<T>(slot: &mut Option<InFlight<T>>) -> T {
+    let Some(future) = slot.as_mut() else {
         return std::future::pending().await;
     };
-    let result = future.await;
-    *opening = None;
-    result
+    let output = future.await;
+    *slot = None;
+    output
 }

@@ -12,8 +12,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sacred_proto::{
     ClientInfo, ClientMessage, Command, ConnectReply, ConnectRequest, DisconnectCode, ErrorCode,
-    Peer, PongRequest, Publication, PublishRequest, Push, Reply, ReplyError, ServerMessage,
-    StreamPosition, SubscribeRequest, UnsubscribeRequest, Value,
+    Peer, PongRequest, Publication, PublishRequest, Push, RefreshRequest, Reply, ReplyError,
+    ServerMessage, StreamPosition, SubscribeRequest, UnsubscribeRequest, Value,
 };
 
 use crate::backoff::Backoff;
@@ -39,6 +39,9 @@ pub struct SessionConfig {
     pub offline_deadline: Duration,
     /// Seed of the jitter's random numbers (transports pass a random one).
     pub seed: u64,
+    /// Whether a token provider can be asked for new tokens: the session then
+    /// asks ([`Action::FetchToken`]) before the connection's token expires.
+    pub refresh_tokens: bool,
 }
 
 impl Default for SessionConfig {
@@ -52,6 +55,7 @@ impl Default for SessionConfig {
             offline_queue: 100,
             offline_deadline: Duration::from_secs(10),
             seed: 0,
+            refresh_tokens: false,
         }
     }
 }
@@ -79,6 +83,9 @@ pub enum Action {
     },
     /// Close the socket (the transport reports back with `handle_close`).
     Close,
+    /// Ask the token provider for a new token and pass it to
+    /// [`Session::refresh`]: the current one expires soon.
+    FetchToken,
 }
 
 /// Identifies a user command; its result comes back as [`Event::Reply`].
@@ -178,6 +185,8 @@ enum Purpose {
     Pong,
     /// Nobody waits (unsubscribe).
     Quiet,
+    /// A token refresh: success reschedules the next one.
+    Refresh,
 }
 
 #[derive(Debug)]
@@ -231,6 +240,8 @@ pub struct Session {
     moving: bool,
     /// The code of the server's `disconnect` push, until the close arrives.
     disconnect_code: Option<u16>,
+    /// When to ask for a new token.
+    refresh_at: Option<Duration>,
 }
 
 impl Session {
@@ -257,6 +268,7 @@ impl Session {
             next_url: None,
             moving: false,
             disconnect_code: None,
+            refresh_at: None,
         }
     }
 
@@ -268,6 +280,31 @@ impl Session {
     /// The server's time (ms since the Unix epoch) at local time `now`, once known.
     pub fn server_time(&self, now: Duration) -> Option<u64> {
         self.clock.server_time(now)
+    }
+
+    /// Replaces the token used by the next connect (from a token provider).
+    pub fn set_token(&mut self, token: Option<String>) {
+        self.config.token = token;
+    }
+
+    /// Sends a new token for the current connection (the answer to
+    /// [`Action::FetchToken`]); it is also used by later connects.
+    pub fn refresh(&mut self, now: Duration, token: String) {
+        self.config.token = Some(token.clone());
+        if self.state == State::Connected {
+            self.send(now, RefreshRequest::new(token).into(), Purpose::Refresh);
+        }
+    }
+
+    /// Schedules [`Action::FetchToken`] at 90% of the token's remaining life.
+    fn schedule_refresh(&mut self, now: Duration, expires_ms: Option<u64>) {
+        self.refresh_at = None;
+        if !self.config.refresh_tokens {
+            return;
+        }
+        if let Some(expires) = expires_ms.and_then(|ms| self.clock.local_time(ms, now)) {
+            self.refresh_at = Some(now + expires.saturating_sub(now).mul_f64(0.9));
+        }
     }
 
     /// Starts connecting.
@@ -402,6 +439,7 @@ impl Session {
     /// The socket closed (with the close frame's code, if any) or failed.
     pub fn handle_close(&mut self, now: Duration, code: Option<u16>) {
         let code = self.disconnect_code.take().or(code).unwrap_or(1006);
+        self.refresh_at = None;
         // Nothing queued for the old connection may reach the next one ahead of its connect.
         self.outgoing.clear();
         self.dead_link_at = None;
@@ -454,7 +492,7 @@ impl Session {
                     // An unanswered connect is a dead attempt.
                     Purpose::Connect => self.actions.push_back(Action::Close),
                     // Resubscribed with the next connection.
-                    Purpose::Subscribe(_) | Purpose::Pong | Purpose::Quiet => {}
+                    Purpose::Subscribe(_) | Purpose::Pong | Purpose::Quiet | Purpose::Refresh => {}
                 }
             }
         }
@@ -476,6 +514,10 @@ impl Session {
             self.disconnect_code = Some(DisconnectCode::SHUTDOWN.as_u16());
             self.actions.push_back(Action::Close);
         }
+        if self.refresh_at.is_some_and(|at| at <= now) && self.state == State::Connected {
+            self.refresh_at = None;
+            self.actions.push_back(Action::FetchToken);
+        }
         if self.reconnect_at.is_some_and(|at| at <= now) && self.state == State::Disconnected {
             self.reconnect_at = None;
             self.set_state(State::Connecting);
@@ -489,12 +531,16 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Duration> {
         let pending = self.pending.values().map(|p| p.deadline);
         let offline = self.offline.front().map(|q| q.deadline);
-        let migrate = self.migrate_at.filter(|_| self.state == State::Connected);
+        let connected = |at: Option<Duration>| at.filter(|_| self.state == State::Connected);
+        let timers = [
+            self.dead_link_at,
+            self.reconnect_at,
+            connected(self.migrate_at),
+            connected(self.refresh_at),
+        ];
         pending
             .chain(offline)
-            .chain(self.dead_link_at)
-            .chain(self.reconnect_at)
-            .chain(migrate)
+            .chain(timers.into_iter().flatten())
             .min()
     }
 
@@ -588,6 +634,7 @@ impl Session {
                 self.liveness = Some(liveness);
                 self.dead_link_at = Some(now + liveness);
                 self.attempt = 0;
+                self.schedule_refresh(now, reply.expires);
                 self.set_state(State::Connected);
                 self.events.push_back(Event::Connected(reply));
             }
@@ -595,7 +642,12 @@ impl Session {
             (Purpose::Pong, Ok(Reply::Pong(pong))) => {
                 self.clock.sample(pending.sent, now, pong.time)
             }
-            (Purpose::Pong | Purpose::Quiet, _) => {}
+            (Purpose::Refresh, Ok(Reply::Refresh(reply))) => {
+                self.schedule_refresh(now, reply.expires)
+            }
+            // A refused refresh: the server closes with 3004 at expiry and the
+            // reconnect fetches a fresh token.
+            (Purpose::Pong | Purpose::Quiet | Purpose::Refresh, _) => {}
             (Purpose::Subscribe(channel), Ok(Reply::Subscribe(reply))) => {
                 self.subscribed(channel, reply)
             }

@@ -514,3 +514,42 @@ fn nothing_queued_for_a_lost_connection_precedes_the_next_connect() {
     assert!(matches!(frame[0].command, Command::Connect(_)), "{frame:?}");
     assert!(!frame.iter().any(|m| matches!(m.command, Command::Pong(_))));
 }
+
+#[test]
+fn tokens_are_refreshed_before_they_expire_and_reused_on_reconnect() {
+    let mut config = SessionConfig::default();
+    config.refresh_tokens = true;
+    config.token = Some("t1".into());
+    let mut h = Harness::with(config);
+    h.session.connect(h.now);
+    let _ = h.session.poll_action();
+    h.session.handle_open(h.now);
+    let sent = h.sent();
+    let mut reply = ConnectReply::new("c1", 5000, 10_000, 1_000_000);
+    reply.expires = Some(1_010_000); // 10 s from now
+    h.session
+        .handle_frame(h.now, vec![ServerMessage::reply(sent[0].id, reply)]);
+    h.advance(9 * SEC - MS);
+    assert_eq!(h.session.poll_action(), None);
+    h.advance(MS);
+    assert_eq!(
+        h.session.poll_action(),
+        Some(Action::FetchToken),
+        "at 90% of the token's life"
+    );
+    h.session.refresh(h.now, "t2".into());
+    let refresh = h.sent();
+    let Command::Refresh(request) = &refresh[0].command else {
+        panic!("{refresh:?}")
+    };
+    assert_eq!(request.token, "t2");
+    // The next connection uses the new token.
+    h.session.handle_close(h.now, None);
+    h.advance(SEC);
+    let _ = h.session.poll_action();
+    h.session.handle_open(h.now);
+    let Command::Connect(connect) = &h.sent()[0].command else {
+        panic!()
+    };
+    assert_eq!(connect.token.as_deref(), Some("t2"));
+}

@@ -19,7 +19,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::backoff::Backoff;
 use crate::error::Error;
-use crate::session::{SessionConfig, State};
+use crate::event::State;
+use crate::session::SessionConfig;
 
 /// A request from a handle to the driver.
 #[derive(Debug)]

@@ -5,7 +5,7 @@ use std::fmt;
 
 use sacred_proto::{ErrorCode, ReplyError};
 
-use crate::session::RequestError;
+use crate::event::RequestError;
 
 /// Why a client call failed. Ask with the `is_*` methods; the server's error
 /// code, if any, is [`Error::code`].

@@ -29,9 +29,11 @@
 //! # Layout
 //!
 //! - `client`: [`Client`] (the handle), [`ClientBuilder`], [`Subscription`].
+//! - `dispatch`: requests into the session, events out to handles, for every transport.
 //! - `native`: the tokio transport that drives the session (not on wasm32).
 //! - `error`: [`Error`], one opaque type with `is_*` questions.
-//! - `session`: [`Session`], its inputs, [`Action`]s and [`Event`]s.
+//! - `session`: [`Session`], the state machine, and [`SessionConfig`].
+//! - `event`: what it reports and asks: [`State`], [`Action`], [`Event`], [`RequestError`].
 //! - `backoff`: [`Backoff`], the reconnect schedule.
 //! - `clock`: the min-RTT server-clock estimate.
 
@@ -42,7 +44,10 @@ mod backoff;
 mod client;
 mod clock;
 #[cfg(not(target_arch = "wasm32"))]
+mod dispatch;
+#[cfg(not(target_arch = "wasm32"))]
 mod error;
+mod event;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
 mod session;
@@ -52,4 +57,5 @@ pub use backoff::Backoff;
 pub use client::{Client, ClientBuilder, ClientEvent, Subscription, SubscriptionEvent};
 #[cfg(not(target_arch = "wasm32"))]
 pub use error::Error;
-pub use session::{Action, Event, RequestError, RequestId, Session, SessionConfig, State};
+pub use event::{Action, Event, RequestError, RequestId, State};
+pub use session::{Session, SessionConfig};

@@ -1,7 +1,6 @@
 //! The native transport: a tokio task that owns the WebSocket (tokio-tungstenite,
 //! rustls with the ring provider chosen explicitly) and drives the session.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::CertificateDer;
-use sacred_proto::{Codec, ErrorCode, Limits, ReplyError, ServerMessage};
+use sacred_proto::{Codec, Limits, ServerMessage};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -18,21 +17,16 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use crate::client::{Client, ClientBuilder, ClientEvent, Op, SubscriptionEvent, TokenProvider};
+use crate::client::{Client, ClientBuilder, Op, TokenProvider};
+use crate::dispatch::Dispatch;
 use crate::error::Error;
-use crate::session::{Action, Event, RequestError, RequestId, Session, State};
+use crate::event::{Action, State};
+use crate::session::Session;
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type InFlight<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// A socket being opened, with the token fetched for it (if a provider is set).
 type Opening = InFlight<Result<(Socket, Option<String>), Error>>;
-type ReplySender = oneshot::Sender<Result<sacred_proto::Reply, Error>>;
-/// A subscription waiting for its first confirmation: its event sender and
-/// the caller of `subscribe`.
-type Confirming = (
-    mpsc::UnboundedSender<SubscriptionEvent>,
-    oneshot::Sender<Result<bool, Error>>,
-);
 
 /// How long closing a socket may take before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -58,16 +52,11 @@ impl ClientBuilder {
             session: Session::new(config),
             start: Instant::now(),
             ops: ops_rx,
-            state,
-            events: events.clone(),
+            dispatch: Dispatch::new(state, events.clone(), connected),
             socket: None,
             opening: None,
             token_provider: self.token_provider,
             fetching: None,
-            replies: HashMap::new(),
-            subscriptions: HashMap::new(),
-            confirming: HashMap::new(),
-            connected: Some(connected),
         };
         tokio::spawn(driver.run());
         is_connected.await.map_err(|_| Error::closed())??;
@@ -139,24 +128,14 @@ struct Driver {
     start: Instant,
     /// Requests from every handle.
     ops: mpsc::UnboundedReceiver<Op>,
-    /// The state every handle watches.
-    state: watch::Sender<State>,
-    /// Connection-wide events for whoever listens.
-    events: broadcast::Sender<ClientEvent>,
+    /// Hands the session's events to the handles waiting for them.
+    dispatch: Dispatch,
     socket: Option<Socket>,
     /// A socket being opened.
     opening: Option<Opening>,
     token_provider: Option<TokenProvider>,
     /// A token being fetched for a refresh.
     fetching: Option<InFlight<Result<String, String>>>,
-    /// Callers waiting for a reply, by request.
-    replies: HashMap<RequestId, ReplySender>,
-    /// Active subscriptions' event senders, by channel.
-    subscriptions: HashMap<String, mpsc::UnboundedSender<SubscriptionEvent>>,
-    /// Subscriptions waiting for their first confirmation.
-    confirming: HashMap<String, Confirming>,
-    /// `connect()` waiting for the first connection.
-    connected: Option<oneshot::Sender<Result<(), Error>>>,
 }
 
 impl Driver {
@@ -185,10 +164,12 @@ impl Driver {
             let now = self.now();
             match woke {
                 Wake::Op(Some(op)) => {
-                    self.apply(op);
+                    self.dispatch
+                        .apply(&mut self.session, self.start.elapsed(), op);
                     // Everything already waiting goes out in the same frame.
                     while let Ok(op) = self.ops.try_recv() {
-                        self.apply(op);
+                        self.dispatch
+                            .apply(&mut self.session, self.start.elapsed(), op);
                     }
                 }
                 // Every handle is gone: nobody can use the connection any more.
@@ -211,40 +192,6 @@ impl Driver {
                 Wake::Token(Err(_)) => {}
                 Wake::Timer => self.session.handle_timeout(now),
             }
-        }
-    }
-
-    fn apply(&mut self, op: Op) {
-        let now = self.now();
-        match op {
-            Op::Subscribe {
-                channel,
-                join_leave,
-                events,
-                ready,
-            } => match self.session.subscribe(now, &channel, join_leave) {
-                Ok(()) => drop(self.confirming.insert(channel, (events, ready))),
-                Err(err) => drop(ready.send(Err(err.into()))),
-            },
-            Op::Unsubscribe(channel) => {
-                if self.subscriptions.remove(&channel).is_some() {
-                    self.session.unsubscribe(now, &channel);
-                }
-            }
-            Op::Publish {
-                channel,
-                data,
-                reply,
-            } => match self.session.publish(now, &channel, data) {
-                Ok(request) => drop(self.replies.insert(request, reply)),
-                Err(err) => drop(reply.send(Err(err.into()))),
-            },
-            Op::Request { command, reply } => match self.session.request(now, command) {
-                Ok(request) => drop(self.replies.insert(request, reply)),
-                Err(err) => drop(reply.send(Err(err.into()))),
-            },
-            Op::ServerTime(reply) => drop(reply.send(self.session.server_time(now))),
-            Op::Close => self.session.close(now),
         }
     }
 
@@ -318,7 +265,7 @@ impl Driver {
             }
             while let Some(event) = self.session.poll_event() {
                 busy = true;
-                self.route(event);
+                self.dispatch.route(event);
             }
             if !busy {
                 return;
@@ -350,71 +297,6 @@ impl Driver {
             socket.flush().await?;
         }
         Ok(())
-    }
-
-    fn route(&mut self, event: Event) {
-        match event {
-            Event::State(state) => drop(self.state.send_replace(state)),
-            Event::Connected(reply) => {
-                let _ = self.events.send(ClientEvent::Connected {
-                    client: reply.client,
-                });
-                if let Some(connected) = self.connected.take() {
-                    let _ = connected.send(Ok(()));
-                }
-            }
-            Event::Disconnected { code, reconnect } => {
-                let _ = self
-                    .events
-                    .send(ClientEvent::Disconnected { code, reconnect });
-                if !reconnect && let Some(connected) = self.connected.take() {
-                    let reason = sacred_proto::DisconnectCode::from_u16(code)
-                        .text()
-                        .unwrap_or("refused");
-                    let _ = connected.send(Err(Error::refused(code, reason)));
-                }
-            }
-            Event::Reply { request, result } => {
-                if let Some(reply) = self.replies.remove(&request) {
-                    let _ = reply.send(result.map_err(Error::from));
-                }
-            }
-            Event::Subscribed { channel, recovered } => {
-                if let Some((events, ready)) = self.confirming.remove(&channel) {
-                    self.subscriptions.insert(channel, events);
-                    let _ = ready.send(Ok(recovered));
-                } else if let Some(events) = self.subscriptions.get(&channel) {
-                    let _ = events.send(SubscriptionEvent::Resubscribed { recovered });
-                }
-            }
-            Event::Unsubscribed { channel, code } => {
-                if let Some((_, ready)) = self.confirming.remove(&channel) {
-                    let refusal =
-                        ReplyError::new(ErrorCode::from_u32(code), "subscription refused");
-                    let _ = ready.send(Err(RequestError::Server(refusal).into()));
-                } else if let Some(events) = self.subscriptions.remove(&channel) {
-                    let _ = events.send(SubscriptionEvent::Unsubscribed { code });
-                }
-            }
-            Event::Publication(publication) => {
-                if let Some(events) = self.subscriptions.get(&publication.channel) {
-                    let _ = events.send(SubscriptionEvent::Publication(publication));
-                }
-            }
-            Event::Join { channel, client } => {
-                if let Some(events) = self.subscriptions.get(&channel) {
-                    let _ = events.send(SubscriptionEvent::Join(client));
-                }
-            }
-            Event::Leave { channel, client } => {
-                if let Some(events) = self.subscriptions.get(&channel) {
-                    let _ = events.send(SubscriptionEvent::Leave(client));
-                }
-            }
-            Event::Message { from, data } => {
-                drop(self.events.send(ClientEvent::Message { from, data }))
-            }
-        }
     }
 }
 

@@ -30,6 +30,17 @@ async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> 
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
+/// Takes the client offline: the proxy refuses new connections and cuts the current one.
+async fn go_offline(proxy: &Proxy, client: &Client) {
+    let mut states = client.state_changes();
+    proxy.set_up(false);
+    proxy.cut();
+    let offline = within("disconnected", states.wait_for(|s| *s != State::Connected))
+        .await
+        .is_ok();
+    assert!(offline);
+}
+
 /// Reads publications until payload `last`, checking every payload from
 /// `next` arrives exactly once and in order, and that every resubscribe recovered.
 async fn expect_sequence(
@@ -214,12 +225,7 @@ async fn publishes_made_while_disconnected_are_delivered_after_reconnect() {
     let client = within("connect", quick(&proxy.url(), Codec::Json).connect())
         .await
         .unwrap();
-    let mut states = client.state_changes();
-    proxy.set_up(false);
-    proxy.cut();
-    within("disconnected", states.wait_for(|s| *s != State::Connected))
-        .await
-        .unwrap();
+    go_offline(&proxy, &client).await;
     let mut queued = Box::pin(client.publish("inbox", "written offline"));
     assert!(
         (&mut queued).now_or_never().is_none(),
@@ -251,12 +257,7 @@ async fn the_offline_queue_refuses_when_full_and_expires_old_publishes() {
     )
     .await
     .unwrap();
-    let mut states = client.state_changes();
-    proxy.set_up(false);
-    proxy.cut();
-    within("disconnected", states.wait_for(|s| *s != State::Connected))
-        .await
-        .unwrap();
+    go_offline(&proxy, &client).await;
     let mut waiting = Box::pin(client.publish("c", 1u64));
     assert!((&mut waiting).now_or_never().is_none());
     within("driver", client.server_time()).await;

@@ -107,6 +107,25 @@ impl Harness {
         self.session.handle_timeout(self.now);
     }
 
+    /// Subscribes to `channel`; the server answers with position `offset`/`epoch`.
+    fn subscribed_at(&mut self, channel: &str, offset: u64, epoch: &str) {
+        self.session.subscribe(self.now, channel, false).unwrap();
+        let sent = self.sent();
+        let mut reply = SubscribeReply::default();
+        reply.offset = Some(offset);
+        reply.epoch = Some(epoch.into());
+        self.session
+            .handle_frame(self.now, vec![ServerMessage::reply(sent[0].id, reply)]);
+    }
+
+    /// The socket drops; the session reconnects and the server answers.
+    fn reconnect(&mut self) {
+        self.session.handle_close(self.now, None);
+        self.advance(SEC);
+        let _ = self.session.poll_action();
+        self.open_and_answer();
+    }
+
     fn push(&mut self, push: impl Into<Push>) {
         self.session
             .handle_frame(self.now, vec![ServerMessage::push(push)]);
@@ -275,17 +294,8 @@ fn resubscribes_with_positions_connect_and_queued_publishes_in_one_frame() {
 #[test]
 fn recovery_replays_in_order_and_duplicates_are_dropped() {
     let mut h = Harness::connected();
-    h.session.subscribe(h.now, "c", false).unwrap();
-    let sent = h.sent();
-    let mut reply = SubscribeReply::default();
-    reply.offset = Some(5);
-    reply.epoch = Some("e".into());
-    h.session
-        .handle_frame(h.now, vec![ServerMessage::reply(sent[0].id, reply)]);
-    h.session.handle_close(h.now, None);
-    h.advance(SEC);
-    let _ = h.session.poll_action();
-    h.open_and_answer();
+    h.subscribed_at("c", 5, "e");
+    h.reconnect();
     let events = h.events();
     let replayed: Vec<u64> = events
         .iter()
@@ -314,17 +324,8 @@ fn recovery_replays_in_order_and_duplicates_are_dropped() {
 #[test]
 fn unrecoverable_gaps_are_reported_so_the_app_reloads() {
     let mut h = Harness::connected();
-    h.session.subscribe(h.now, "c", false).unwrap();
-    let sent = h.sent();
-    let mut reply = SubscribeReply::default();
-    reply.offset = Some(2);
-    reply.epoch = Some("old".into());
-    h.session
-        .handle_frame(h.now, vec![ServerMessage::reply(sent[0].id, reply)]);
-    h.session.handle_close(h.now, None);
-    h.advance(SEC);
-    let _ = h.session.poll_action();
-    h.open_and_answer();
+    h.subscribed_at("c", 2, "old");
+    h.reconnect();
     let events = h.events();
     assert!(events.contains(&Event::Subscribed {
         channel: "c".into(),

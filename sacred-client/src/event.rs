@@ -27,7 +27,7 @@ pub enum Action {
     /// Close the socket (the transport reports back with `handle_close`).
     Close,
     /// Ask the token provider for a new token and pass it to
-    /// [`Session::refresh`]: the current one expires soon.
+    /// [`Session::refresh`](crate::Session::refresh): the current one expires soon.
     FetchToken,
 }
 

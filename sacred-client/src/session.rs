@@ -609,16 +609,24 @@ impl Session {
     }
 
     /// Delivers a publication unless it is a duplicate, and moves the position.
+    /// A publication from another epoch means the stream was lost and
+    /// restarted: the application hears it as an unrecovered resubscription
+    /// (docs/protocol.md 9.4), then gets the publication.
     fn deliver(&mut self, publication: Publication) {
         let Some(sub) = self.subscriptions.get_mut(&publication.channel) else {
             return;
         };
         if let (Some(offset), Some(epoch)) = (publication.offset, publication.epoch.as_ref()) {
-            if let Some(position) = &sub.position
-                && position.epoch == *epoch
-                && offset <= position.offset
-            {
-                return;
+            match &sub.position {
+                Some(position) if position.epoch == *epoch && offset <= position.offset => return,
+                Some(position) if position.epoch != *epoch => {
+                    let channel = publication.channel.clone();
+                    self.events.push_back(Event::Subscribed {
+                        channel,
+                        recovered: false,
+                    });
+                }
+                _ => {}
             }
             sub.position = Some(StreamPosition::new(offset, epoch.clone()));
         }

@@ -316,9 +316,18 @@ fn recovery_replays_in_order_and_duplicates_are_dropped() {
     h.push(publication("c", 9, "e"));
     h.push(publication("c", 10, "e"));
     assert_eq!(h.publications(), [10]);
-    // A new epoch means the stream restarted: its publications are taken.
+    // A new epoch means the stream restarted: the app is told continuity
+    // broke (an unrecovered resubscription), and the publications are taken.
     h.push(publication("c", 1, "f"));
-    assert_eq!(h.publications(), [1]);
+    let events = h.events();
+    assert_eq!(
+        events[0],
+        Event::Subscribed {
+            channel: "c".into(),
+            recovered: false
+        }
+    );
+    assert!(matches!(&events[1], Event::Publication(p) if p.offset == Some(1)));
 }
 
 #[test]

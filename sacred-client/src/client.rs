@@ -5,12 +5,10 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
-use futures_util::future::BoxFuture;
 use sacred_proto::{
     ClientInfo, Codec, Command, HistoryReply, HistoryRequest, Peer, PresenceRequest, Publication,
     PublishReply, Reply, RpcRequest, SendRequest, Value,
@@ -18,9 +16,13 @@ use sacred_proto::{
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::backoff::Backoff;
+use crate::dispatch::Dispatch;
+use crate::driver::Driver;
 use crate::error::Error;
 use crate::event::State;
-use crate::session::SessionConfig;
+use crate::platform::{BoxedFuture, SendOutsideWasm, SharedFn, SyncOutsideWasm};
+use crate::session::{Session, SessionConfig};
+use crate::transport;
 
 /// A request from a handle to the driver.
 #[derive(Debug)]
@@ -96,12 +98,10 @@ pub enum SubscriptionEvent {
 /// Asks the application for a token: before every connect, and before the
 /// current token expires.
 #[derive(Clone)]
-pub(crate) struct TokenProvider(
-    Arc<dyn Fn() -> BoxFuture<'static, Result<String, String>> + Send + Sync>,
-);
+pub(crate) struct TokenProvider(SharedFn<BoxedFuture<Result<String, String>>>);
 
 impl TokenProvider {
-    pub(crate) fn fetch(&self) -> BoxFuture<'static, Result<String, String>> {
+    pub(crate) fn fetch(&self) -> BoxedFuture<Result<String, String>> {
         (self.0)()
     }
 }
@@ -120,9 +120,9 @@ pub struct ClientBuilder {
     pub(crate) url: String,
     pub(crate) config: SessionConfig,
     pub(crate) codec: Codec,
-    /// Extra trusted root certificates (DER), for `wss://` to private CAs.
-    pub(crate) root_certificates: Vec<Vec<u8>>,
     pub(crate) token_provider: Option<TokenProvider>,
+    /// What only this target's transport has.
+    pub(crate) transport: transport::Options,
 }
 
 impl ClientBuilder {
@@ -141,8 +141,8 @@ impl ClientBuilder {
             url,
             config,
             codec: Codec::Json,
-            root_certificates: Vec::new(),
             token_provider: None,
+            transport: transport::Options::default(),
         }
     }
 
@@ -155,13 +155,14 @@ impl ClientBuilder {
     /// Asks `provider` for a token before every connect and again before the
     /// token expires (then sent with `refresh`), instead of a fixed token.
     /// A failed fetch counts as a failed connection attempt and is retried.
+    /// The provider and its future must be `Send` natively, not in the browser.
     pub fn token_provider<F, Fut, E>(mut self, provider: F) -> Self
     where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<String, E>> + Send + 'static,
+        F: Fn() -> Fut + SendOutsideWasm + SyncOutsideWasm + 'static,
+        Fut: Future<Output = Result<String, E>> + SendOutsideWasm + 'static,
         E: fmt::Display,
     {
-        self.token_provider = Some(TokenProvider(Arc::new(move || {
+        self.token_provider = Some(TokenProvider(std::sync::Arc::new(move || {
             let token = provider();
             Box::pin(async move { token.await.map_err(|err| err.to_string()) })
         })));
@@ -219,14 +220,39 @@ impl ClientBuilder {
         self
     }
 
-    /// Trusts an extra root certificate (DER) for `wss://`, besides the
-    /// webpki roots.
-    pub fn add_root_certificate(mut self, der: Vec<u8>) -> Self {
-        self.root_certificates.push(der);
-        self
+    /// Starts the connection task and resolves once connected. It fails if the
+    /// settings are invalid or the server refuses the connection for good;
+    /// while the server cannot be reached it keeps retrying (bound the wait
+    /// with a timeout if needed). Natively the task runs on the current tokio
+    /// runtime; in the browser, on the page's event loop.
+    pub async fn connect(self) -> Result<Client, Error> {
+        self.check()?;
+        let transport = transport::Transport::new(&self.transport)?;
+        let mut config = self.config;
+        config.seed = transport::seed();
+        let (ops, ops_rx) = mpsc::unbounded_channel();
+        let (state, state_rx) = watch::channel(State::Disconnected);
+        let (events, _) = broadcast::channel(256);
+        let (connected, is_connected) = oneshot::channel();
+        let driver = Driver::new(
+            transport,
+            self.url,
+            self.codec,
+            Session::new(config),
+            ops_rx,
+            Dispatch::new(state, events.clone(), connected),
+            self.token_provider,
+        );
+        transport::spawn(driver.run());
+        is_connected.await.map_err(|_| Error::closed())??;
+        Ok(Client {
+            ops,
+            state: state_rx,
+            events,
+        })
     }
 
-    pub(crate) fn check(&self) -> Result<(), Error> {
+    fn check(&self) -> Result<(), Error> {
         if !(self.url.starts_with("ws://") || self.url.starts_with("wss://")) {
             return Err(Error::builder(format!(
                 "{:?} is not a ws:// or wss:// URL",

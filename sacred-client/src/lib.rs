@@ -29,8 +29,12 @@
 //! # Layout
 //!
 //! - `client`: [`Client`] (the handle), [`ClientBuilder`], [`Subscription`].
+//! - `driver`: the connection task, for every transport, and the small
+//!   `Transport` trait a transport implements.
 //! - `dispatch`: requests into the session, events out to handles, for every transport.
-//! - `native`: the tokio transport that drives the session (not on wasm32).
+//! - `native`: tokio-tungstenite and rustls (not on wasm32).
+//! - `web`: the browser's `WebSocket`, timers and `performance.now()` (wasm32 only).
+//! - `platform`: which futures must be `Send` ([`SendOutsideWasm`]).
 //! - `error`: [`Error`], one opaque type with `is_*` questions.
 //! - `session`: [`Session`], the state machine, and [`SessionConfig`].
 //! - `event`: what it reports and asks: [`State`], [`Action`], [`Event`], [`RequestError`].
@@ -38,24 +42,28 @@
 //! - `clock`: the min-RTT server-clock estimate.
 
 mod backoff;
-// The handle is shared by every transport; until the browser transport lands
-// it is built where a transport exists.
-#[cfg(not(target_arch = "wasm32"))]
 mod client;
 mod clock;
-#[cfg(not(target_arch = "wasm32"))]
 mod dispatch;
-#[cfg(not(target_arch = "wasm32"))]
+mod driver;
 mod error;
 mod event;
-#[cfg(not(target_arch = "wasm32"))]
-mod native;
+mod platform;
 mod session;
 
+// The one `cfg` line between targets: which transport drives the session.
+#[cfg(not(target_arch = "wasm32"))]
+mod native;
+#[cfg(not(target_arch = "wasm32"))]
+use native as transport;
+#[cfg(target_arch = "wasm32")]
+mod web;
+#[cfg(target_arch = "wasm32")]
+use web as transport;
+
 pub use backoff::Backoff;
-#[cfg(not(target_arch = "wasm32"))]
 pub use client::{Client, ClientBuilder, ClientEvent, Subscription, SubscriptionEvent};
-#[cfg(not(target_arch = "wasm32"))]
 pub use error::Error;
 pub use event::{Action, Event, RequestError, RequestId, State};
+pub use platform::{SendOutsideWasm, SyncOutsideWasm};
 pub use session::{Session, SessionConfig};

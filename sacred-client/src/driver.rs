@@ -1,0 +1,303 @@
+//! The connection task, for every transport: it owns the session and the
+//! socket, feeds the session what happened and carries out what it asks.
+//! A transport ([`Transport`]) only opens sockets, moves frames and keeps
+//! time; the native one is tokio-tungstenite, the browser's is `WebSocket`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sacred_proto::{Codec, Limits, ServerMessage};
+use tokio::sync::mpsc;
+
+use crate::client::{Op, TokenProvider};
+use crate::dispatch::Dispatch;
+use crate::error::Error;
+use crate::event::{Action, State};
+use crate::platform::{BoxedFuture, SendOutsideWasm};
+use crate::session::Session;
+
+/// Opens sockets and keeps time for the driver.
+pub(crate) trait Transport: Clone + SendOutsideWasm + 'static {
+    /// An open WebSocket.
+    type Socket: Socket;
+
+    /// Opens a socket to `url` offering `codec`'s subprotocol; resolves once
+    /// the handshake is done. Takes a clone, so the attempt owns what it needs.
+    fn open(
+        self,
+        url: String,
+        codec: Codec,
+    ) -> impl Future<Output = Result<Self::Socket, Error>> + SendOutsideWasm + 'static;
+
+    /// The session's clock: time since an origin the transport picked.
+    fn now(&self) -> Duration;
+
+    /// Resolves at `at` on the session's clock.
+    fn sleep_until(&self, at: Duration) -> impl Future<Output = ()> + SendOutsideWasm;
+}
+
+/// An open WebSocket.
+pub(crate) trait Socket: SendOutsideWasm + 'static {
+    /// The next data frame, or how the socket ended.
+    fn recv(&mut self) -> impl Future<Output = Incoming> + SendOutsideWasm;
+
+    /// Sends `frames` in order, one WebSocket message each: text for JSON,
+    /// binary for MessagePack. Writes them all before flushing once.
+    fn send(
+        &mut self,
+        codec: Codec,
+        frames: Vec<Vec<u8>>,
+    ) -> impl Future<Output = Result<(), Error>> + SendOutsideWasm;
+
+    /// Closes with 1000, waiting a short grace for the peer.
+    fn close(self) -> impl Future<Output = ()> + SendOutsideWasm;
+}
+
+/// What a socket received.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A text message.
+    Text(Bytes),
+    /// A binary message.
+    Binary(Bytes),
+    /// The socket ended, with the peer's close code if it sent one.
+    Closed(Option<u16>),
+}
+
+/// Limits for frames from the server: replies with history are large.
+fn server_limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.max_frame_bytes = 64 << 20;
+    limits.max_batch = 100_000;
+    limits.max_depth = 64;
+    limits
+}
+
+/// A socket being opened, with the token fetched for it.
+type Opening<S> = BoxedFuture<Result<(S, Option<String>), Error>>;
+
+/// What woke the driver.
+enum Wake<S> {
+    Op(Option<Op>),
+    Frame(Incoming),
+    Opened(Result<(S, Option<String>), Error>),
+    Token(Result<String, String>),
+    Timer,
+}
+
+/// The task that owns the connection.
+pub(crate) struct Driver<T: Transport> {
+    transport: T,
+    url: String,
+    codec: Codec,
+    session: Session,
+    /// Requests from every handle.
+    ops: mpsc::UnboundedReceiver<Op>,
+    /// Hands the session's events to the handles waiting for them.
+    dispatch: Dispatch,
+    socket: Option<T::Socket>,
+    /// A socket being opened, with the token fetched for it (if a provider is set).
+    opening: Option<Opening<T::Socket>>,
+    token_provider: Option<TokenProvider>,
+    /// A token being fetched for a refresh.
+    fetching: Option<BoxedFuture<Result<String, String>>>,
+}
+
+impl<T: Transport> Driver<T> {
+    pub(crate) fn new(
+        transport: T,
+        url: String,
+        codec: Codec,
+        session: Session,
+        ops: mpsc::UnboundedReceiver<Op>,
+        dispatch: Dispatch,
+        token_provider: Option<TokenProvider>,
+    ) -> Driver<T> {
+        Driver {
+            transport,
+            url,
+            codec,
+            session,
+            ops,
+            dispatch,
+            socket: None,
+            opening: None,
+            token_provider,
+            fetching: None,
+        }
+    }
+
+    /// Runs until the session is closed and the socket is gone.
+    pub(crate) async fn run(mut self) {
+        self.session.connect(self.transport.now());
+        loop {
+            self.carry_out().await;
+            if self.session.state() == State::Closed
+                && self.socket.is_none()
+                && self.opening.is_none()
+            {
+                return;
+            }
+            let wake = self.session.poll_timeout();
+            let woke = tokio::select! {
+                op = self.ops.recv() => Wake::Op(op),
+                frame = next_frame(&mut self.socket) => Wake::Frame(frame),
+                opened = resolved(&mut self.opening) => Wake::Opened(opened),
+                token = resolved(&mut self.fetching) => Wake::Token(token),
+                () = timer(&self.transport, wake) => Wake::Timer,
+            };
+            let now = self.transport.now();
+            match woke {
+                Wake::Op(Some(op)) => {
+                    self.dispatch.apply(&mut self.session, now, op);
+                    // Everything already waiting goes out in the same frame.
+                    while let Ok(op) = self.ops.try_recv() {
+                        self.dispatch.apply(&mut self.session, now, op);
+                    }
+                }
+                // Every handle is gone: nobody can use the connection any more.
+                Wake::Op(None) => self.session.close(now),
+                Wake::Frame(frame) => self.frame(now, frame),
+                Wake::Opened(Ok((socket, token))) => {
+                    if token.is_some() {
+                        self.session.set_token(token);
+                    }
+                    self.socket = Some(socket);
+                    self.session.handle_open(now);
+                }
+                // A failed attempt is a close like any other: the session
+                // schedules the retry and the application hears `Disconnected`.
+                Wake::Opened(Err(_)) => self.session.handle_close(now, None),
+                Wake::Token(Ok(token)) => self.session.refresh(now, token),
+                // The server closes with 3004 at expiry; the reconnect fetches again.
+                Wake::Token(Err(_)) => {}
+                Wake::Timer => self.session.handle_timeout(now),
+            }
+        }
+    }
+
+    fn frame(&mut self, now: Duration, frame: Incoming) {
+        let bytes = match (frame, self.codec) {
+            (Incoming::Text(bytes), Codec::Json) | (Incoming::Binary(bytes), Codec::MsgPack) => {
+                bytes
+            }
+            (Incoming::Closed(code), _) => {
+                self.socket = None;
+                return self.session.handle_close(now, code);
+            }
+            // The wrong kind of frame for the codec: the server speaks
+            // something else; drop the link and reconnect.
+            (Incoming::Text(_) | Incoming::Binary(_), _) => {
+                self.socket = None;
+                return self.session.handle_close(now, None);
+            }
+        };
+        match self.codec.decode::<ServerMessage>(&bytes, &server_limits()) {
+            Ok(messages) => self.session.handle_frame(now, messages),
+            Err(_) => {
+                self.socket = None;
+                self.session.handle_close(now, None);
+            }
+        }
+    }
+
+    /// Does what the session asks until it asks nothing more.
+    async fn carry_out(&mut self) {
+        loop {
+            let mut busy = false;
+            while let Some(action) = self.session.poll_action() {
+                busy = true;
+                match action {
+                    Action::Open { url } => self.open(url.unwrap_or_else(|| self.url.clone())),
+                    Action::FetchToken => {
+                        self.fetching = self.token_provider.as_ref().map(TokenProvider::fetch)
+                    }
+                    Action::Close => {
+                        self.opening = None;
+                        if let Some(socket) = self.socket.take() {
+                            socket.close().await;
+                            self.session.handle_close(self.transport.now(), None);
+                        }
+                    }
+                }
+            }
+            if self.socket.is_some() && self.transmit().await.is_err() {
+                self.socket = None;
+                self.session.handle_close(self.transport.now(), None);
+                busy = true;
+            }
+            while let Some(event) = self.session.poll_event() {
+                busy = true;
+                self.dispatch.route(event);
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+
+    /// Starts opening a socket, fetching a token for it first if a provider is set.
+    fn open(&mut self, url: String) {
+        let (transport, codec, provider) = (
+            self.transport.clone(),
+            self.codec,
+            self.token_provider.clone(),
+        );
+        self.opening = Some(Box::pin(async move {
+            let token = match provider {
+                Some(provider) => Some(provider.fetch().await.map_err(Error::transport)?),
+                None => None,
+            };
+            Ok((transport.open(url, codec).await?, token))
+        }));
+    }
+
+    /// Sends every queued batch, each as one frame.
+    async fn transmit(&mut self) -> Result<(), Error> {
+        let Some(socket) = self.socket.as_mut() else {
+            return Ok(());
+        };
+        let mut frames = Vec::new();
+        while let Some(batch) = self.session.poll_transmit() {
+            let encoded = if batch.len() == 1 {
+                self.codec.encode(&batch[0])
+            } else {
+                self.codec.encode_batch(&batch)
+            };
+            // The session only queues messages it built, which always encode.
+            if let Ok(bytes) = encoded {
+                frames.push(bytes);
+            }
+        }
+        if frames.is_empty() {
+            return Ok(());
+        }
+        socket.send(self.codec, frames).await
+    }
+}
+
+async fn next_frame<S: Socket>(socket: &mut Option<S>) -> Incoming {
+    match socket {
+        Some(socket) => socket.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves at `wake` on the session's clock; pending if there is nothing to wake for.
+async fn timer<T: Transport>(transport: &T, wake: Option<Duration>) {
+    match wake {
+        Some(at) => transport.sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The output of the future in `slot`, which is then emptied; pending while empty.
+async fn resolved<T>(slot: &mut Option<BoxedFuture<T>>) -> T {
+    let Some(future) = slot.as_mut() else {
+        return std::future::pending().await;
+    };
+    let output = future.await;
+    *slot = None;
+    output
+}

@@ -1,16 +1,53 @@
-//! Sacred's client for Rust applications, and the core the Python and browser
-//! packages share. This release holds the transport-free session core: the
-//! protocol state machine that transports drive (sans I/O, like `quinn-proto`).
+//! Sacred's client for Rust applications, natively (tokio) and in the browser
+//! (wasm32), and the core the Python package shares.
 //!
-//! The core consumes what happened (socket opened, frames, close, time, user
-//! commands) and produces what to do (open or close the socket, frames to
-//! send, when to wake it, events for the application). Reconnect with
-//! full-jitter backoff, resubscription with recovery positions in one frame,
-//! duplicate removal, heartbeat answers and dead-link detection, the offline
-//! queue, batching and the server-clock estimate live here once. Time is a
-//! `Duration` since any origin the transport picks, so it runs on wasm32 too.
+//! [`Client`] is a cheap `Clone` handle over a task that owns the connection:
+//! it reconnects with full-jitter backoff, resubscribes with recovery
+//! positions so a subscriber misses and repeats nothing within the history
+//! window, batches what is queued during a write, answers heartbeats, detects
+//! a dead link, and keeps publishes made while disconnected in a bounded
+//! offline queue.
 //!
-//! # Example
+//! ```no_run
+//! use sacred_client::{Client, SubscriptionEvent};
+//!
+//! # async fn run() -> Result<(), sacred_client::Error> {
+//! let client = Client::builder("ws://127.0.0.1:8000/ws")
+//!     .name("support-bot")
+//!     .kind("agent")
+//!     .connect()
+//!     .await?;
+//! let mut lobby = client.subscribe("lobby").await?;
+//! client.publish("lobby", "hello").await?; // resolves with the server's ack
+//! while let Some(event) = lobby.recv().await {
+//!     match event {
+//!         SubscriptionEvent::Publication(publication) => println!("{:?}", publication.data),
+//!         SubscriptionEvent::Resubscribed { recovered: false } => { /* reload: a gap was lost */ }
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Platforms
+//!
+//! Natively, `connect` spawns the connection task on the current tokio
+//! runtime and speaks tokio-tungstenite with rustls (the ring provider, webpki
+//! roots, [`ClientBuilder::add_root_certificate`] for private CAs). On
+//! `wasm32-unknown-unknown` the same API drives the page's `WebSocket` on the
+//! page's event loop, with the browser's TLS; futures passed in (the token
+//! provider) need not be `Send` there ([`SendOutsideWasm`]).
+//!
+//! # The session core
+//!
+//! Underneath is [`Session`], the protocol state machine with no I/O (like
+//! `quinn-proto`). It consumes what happened (socket opened, frames, close,
+//! time, user commands) and produces what to do (open or close the socket,
+//! frames to send, when to wake it, events for the application), so reconnect,
+//! recovery, batching and the offline queue are written and tested once, in
+//! virtual time, for every transport. Time is a `Duration` since any origin
+//! the transport picks.
 //!
 //! ```
 //! use std::time::Duration;

@@ -1,0 +1,172 @@
+//! Many channels, chat-like: clients in pairs, each pair on its own channel,
+//! every client publishing at a fixed rate and receiving its pair's messages
+//! and its own (two deliveries per publication).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::SinkExt;
+use sacred_proto::{ClientMessage, PublishRequest, Push, ServerMessage};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::stats::{CpuWindow, Progress, Samples};
+use crate::wire::{Conn, Error, Protocol, now_ns, payload, stamp};
+use crate::{Common, connect_all};
+
+/// `channels` settings.
+#[derive(Clone, Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Clients (pairs of them share a channel).
+    #[arg(long, default_value_t = 2000)]
+    clients: usize,
+    /// Publications per second per client.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// Payload padding, bytes.
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Seconds before measuring.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+}
+
+struct Shared {
+    published: Arc<AtomicU64>,
+    delivered: Arc<AtomicU64>,
+    measuring: AtomicBool,
+    errors: AtomicU64,
+}
+
+pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
+    if common.protocol == Protocol::Raw {
+        return Err("the raw baseline has no channels; use --protocol sacred".to_owned());
+    }
+    if args.rate <= 0.0 {
+        return Err("--rate must be positive".to_owned());
+    }
+    let clients = connect_all(common, args.clients, "load-chat", |index| {
+        Some(format!("chat-{}", index / 2))
+    })
+    .await?;
+    let shared = Arc::new(Shared {
+        published: Arc::new(AtomicU64::new(0)),
+        delivered: Arc::new(AtomicU64::new(0)),
+        measuring: AtomicBool::new(false),
+        errors: AtomicU64::new(0),
+    });
+    let (stop, stopped) = watch::channel(false);
+    let period = Duration::from_secs_f64(1.0 / args.rate);
+    let padding = "x".repeat(args.payload);
+    let mut tasks = Vec::new();
+    let n = clients.len();
+    for (index, conn) in clients.into_iter().enumerate() {
+        // Spread the clients' ticks over one period.
+        let first = tokio::time::Instant::now() + period.mul_f64(index as f64 / n as f64);
+        tasks.push(tokio::spawn(chat(
+            conn,
+            index,
+            tokio::time::interval_at(first, period),
+            padding.clone(),
+            Arc::clone(&shared),
+            stopped.clone(),
+        )));
+    }
+    let progress = Progress::start(
+        format!("channels sacred {}", common.codec_name()),
+        vec![
+            ("published", Arc::clone(&shared.published)),
+            ("delivered", Arc::clone(&shared.delivered)),
+        ],
+    );
+    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    let (published, delivered, start) = (
+        shared.published.load(Ordering::Relaxed),
+        shared.delivered.load(Ordering::Relaxed),
+        Instant::now(),
+    );
+    let cpu = CpuWindow::start(common.server_pid);
+    shared.measuring.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(args.duration)).await;
+    shared.measuring.store(false, Ordering::Relaxed);
+    let cpu = cpu.summary();
+    let elapsed = start.elapsed().as_secs_f64();
+    let published = shared.published.load(Ordering::Relaxed) - published;
+    let delivered = shared.delivered.load(Ordering::Relaxed) - delivered;
+    let server_rss = common.server_rss();
+    drop(progress);
+    let _ = stop.send(true);
+    let mut latency = Samples::default();
+    for task in tasks {
+        latency.merge(task.await.map_err(|e| e.to_string())?);
+    }
+    Ok(json!({
+        "clients": args.clients,
+        "channels": args.clients.div_ceil(2),
+        "rate_per_client": args.rate,
+        "payload_bytes": args.payload,
+        "seconds": (elapsed * 10.0).round() / 10.0,
+        "published_per_s": (published as f64 / elapsed).round(),
+        "delivered_per_s": (delivered as f64 / elapsed).round(),
+        "latency_us": latency.summary(),
+        "errors": shared.errors.load(Ordering::Relaxed),
+        "server_rss_bytes": server_rss,
+        "cpu": cpu,
+    }))
+}
+
+async fn chat(
+    mut conn: Conn,
+    index: usize,
+    mut tick: tokio::time::Interval,
+    padding: String,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> Samples {
+    let channel = format!("chat-{}", index / 2);
+    let mut samples = Samples::default();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return samples,
+            _ = tick.tick() => {
+                let seq = shared.published.fetch_add(1, Ordering::Relaxed);
+                let id = conn.id();
+                let publish = PublishRequest::new(channel.as_str(), payload(seq, &padding));
+                let frame = conn.frame(&ClientMessage::new(id, publish));
+                if conn.socket.send(frame).await.is_err() {
+                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                    return samples;
+                }
+            }
+            messages = conn.recv() => {
+                let Ok(messages) = messages else {
+                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                    return samples;
+                };
+                for message in messages {
+                    match message {
+                        ServerMessage::Push(Push::Publication(publication)) => {
+                            shared.delivered.fetch_add(1, Ordering::Relaxed);
+                            if shared.measuring.load(Ordering::Relaxed)
+                                && let Some((sent, _)) = stamp(&publication.data)
+                            {
+                                samples.record(now_ns().saturating_sub(sent));
+                            }
+                        }
+                        ServerMessage::Reply { result: Err(_), .. } => {
+                            shared.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        ServerMessage::Push(Push::Ping(_)) => {
+                            let _ = conn.pong().await;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! `sacred-load`: drives a running server over loopback and reports one JSON
+//! line per scenario on stdout (a progress line goes to stderr while it runs).
+//!
+//! ```text
+//! sacred-load [--url URL] [--codec json|msgpack] [--protocol sacred|raw] [--server-pid PID] <scenario>
+//!   fanout    N subscribers on one channel, publishers at a fixed rate or flat out
+//!   channels  N clients in pairs, each pair on its own channel (chat-like)
+//!   idle      hold N connections and report the server's memory per connection
+//!   connect   how fast N clients connect and subscribe
+//! ```
+//!
+//! `--protocol raw` drives `raw-broadcast`, the baseline (fanout and idle).
+//! `benches/load.sh` starts the servers and runs every scenario; the figures
+//! and what limits them are in `docs/benchmarks.md`.
+
+mod channels;
+mod fanout;
+mod hold;
+mod stats;
+mod wire;
+
+use std::fmt;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use futures_util::StreamExt;
+use sacred_proto::Codec;
+use serde_json::json;
+
+use crate::wire::{Conn, Error, Protocol};
+
+/// Connections opened at once while setting a scenario up.
+const CONCURRENCY: usize = 128;
+
+#[derive(Debug, Parser)]
+#[command(about = "Load generator for Sacred hubs and the raw broadcast baseline")]
+struct Cli {
+    /// The server's WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8000/ws")]
+    url: String,
+    /// Wire format.
+    #[arg(long, value_enum, default_value_t = CodecArg::Json)]
+    codec: CodecArg,
+    /// What the server speaks.
+    #[arg(long, value_enum, default_value_t = Protocol::Sacred)]
+    protocol: Protocol,
+    /// The server's process id, to report its resident memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CodecArg {
+    Json,
+    Msgpack,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// N subscribers on one channel; publishers at a fixed rate or flat out.
+    Fanout(fanout::Args),
+    /// N clients in pairs, each pair on its own channel, each client publishing.
+    Channels(channels::Args),
+    /// Hold N connections; report the server's memory per connection.
+    Idle(hold::IdleArgs),
+    /// Connect and subscribe N clients; report the rate and the time each took.
+    Connect(hold::ConnectArgs),
+}
+
+/// What every scenario is given.
+#[derive(Clone, Debug)]
+pub(crate) struct Common {
+    url: String,
+    codec: Codec,
+    protocol: Protocol,
+    server_pid: Option<u32>,
+}
+
+impl Common {
+    fn protocol_name(&self) -> &'static str {
+        match self.protocol {
+            Protocol::Sacred => "sacred",
+            Protocol::Raw => "raw",
+        }
+    }
+
+    fn codec_name(&self) -> &'static str {
+        match self.codec {
+            Codec::Json => "json",
+            Codec::MsgPack => "msgpack",
+        }
+    }
+
+    /// The server's resident memory now, if its pid is known.
+    fn server_rss(&self) -> Option<u64> {
+        self.server_pid.and_then(stats::rss)
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Scenario::Fanout(_) => "fanout",
+            Scenario::Channels(_) => "channels",
+            Scenario::Idle(_) => "idle",
+            Scenario::Connect(_) => "connect",
+        })
+    }
+}
+
+/// Opens `n` connections (`CONCURRENCY` at a time), each subscribed to
+/// `channel(index)` if that is `Some`; in index order.
+pub(crate) async fn connect_all(
+    common: &Common,
+    n: usize,
+    name: &str,
+    channel: impl Fn(usize) -> Option<String>,
+) -> Result<Vec<Conn>, Error> {
+    let opened: Vec<Result<Conn, Error>> = futures_util::stream::iter(0..n)
+        .map(|index| {
+            let channel = channel(index);
+            async move {
+                let mut conn =
+                    Conn::start(&common.url, common.codec, common.protocol, name).await?;
+                if let Some(channel) = channel {
+                    conn.subscribe(common.protocol, &channel).await?;
+                }
+                Ok(conn)
+            }
+        })
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    opened.into_iter().collect()
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    // Thousands of sockets: raise the soft descriptor limit to the hard one.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let common = Common {
+        url: cli.url,
+        codec: match cli.codec {
+            CodecArg::Json => Codec::Json,
+            CodecArg::Msgpack => Codec::MsgPack,
+        },
+        protocol: cli.protocol,
+        server_pid: cli.server_pid,
+    };
+    let result = match &cli.scenario {
+        Scenario::Fanout(args) => fanout::run(&common, args).await,
+        Scenario::Channels(args) => channels::run(&common, args).await,
+        Scenario::Idle(args) => hold::idle(&common, args).await,
+        Scenario::Connect(args) => hold::connect(&common, args).await,
+    };
+    match result {
+        Ok(mut report) => {
+            let head = json!({
+                "scenario": cli.scenario.to_string(),
+                "protocol": common.protocol_name(),
+                "codec": common.codec_name(),
+            });
+            if let (Some(head), Some(body)) = (head.as_object(), report.as_object_mut()) {
+                let mut line = head.clone();
+                line.append(body);
+                report = serde_json::Value::Object(line);
+            }
+            println!("{report}");
+        }
+        Err(err) => {
+            eprintln!("sacred-load {}: {err}", cli.scenario);
+            std::process::exit(1);
+        }
+    }
+}

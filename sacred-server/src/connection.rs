@@ -77,14 +77,17 @@ impl Connection {
     async fn run(&mut self, stream: &mut SplitStream<WebSocket>) {
         let mut closing = self.outbound.closing();
         loop {
-            let next_ping = self.session.as_ref().map(|s| s.next_ping);
-            let expires = self.session.as_ref().and_then(|s| s.expires);
+            // One timer for the earliest deadline: an idle connection's task
+            // is smaller than with one `Sleep` per deadline.
+            let deadline = self.next_deadline();
             tokio::select! {
                 biased;
                 _ = outbound::closed(&mut closing) => return,
                 frame = stream.next() => match frame {
-                    Some(Ok(Message::Text(text))) if self.codec == Codec::Json => self.frame(text.as_bytes()).await,
-                    Some(Ok(Message::Binary(bytes))) if self.codec == Codec::MsgPack => self.frame(&bytes).await,
+                    // Boxed: the command's state lives on the heap while it
+                    // runs, not in every idle connection's task.
+                    Some(Ok(Message::Text(text))) if self.codec == Codec::Json => Box::pin(self.frame(text.as_bytes())).await,
+                    Some(Ok(Message::Binary(bytes))) if self.codec == Codec::MsgPack => Box::pin(self.frame(&bytes)).await,
                     Some(Ok(Message::Text(_) | Message::Binary(_))) => {
                         tracing::debug!("frame of the wrong WebSocket type for the negotiated codec");
                         self.outbound.close(DisconnectCode::BAD_REQUEST);
@@ -92,17 +95,35 @@ impl Connection {
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => self.outbound.peer_gone(),
                 },
-                _ = sleep_until(self.connect_deadline), if self.session.is_none() => {
-                    self.outbound.close(DisconnectCode::STALE);
-                }
-                _ = sleep_until(self.pong_due.unwrap_or_else(never)), if self.pong_due.is_some() => {
-                    self.outbound.close(DisconnectCode::NO_PONG);
-                }
-                _ = sleep_until(expires.unwrap_or_else(never)), if expires.is_some() => {
-                    self.outbound.close(DisconnectCode::TOKEN_EXPIRED);
-                }
-                _ = sleep_until(next_ping.unwrap_or_else(never)), if next_ping.is_some() => self.ping(),
+                _ = sleep_until(deadline.unwrap_or_else(never)), if deadline.is_some() => self.deadline_passed(),
             }
+        }
+    }
+
+    /// The earliest of the connect deadline (before `connect`), the pong
+    /// deadline, the token's expiry and the next ping.
+    fn next_deadline(&self) -> Option<Instant> {
+        let connect = self.session.is_none().then_some(self.connect_deadline);
+        let expires = self.session.as_ref().and_then(|s| s.expires);
+        let next_ping = self.session.as_ref().map(|s| s.next_ping);
+        [connect, self.pong_due, expires, next_ping]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Acts on the deadlines that passed, most severe first.
+    fn deadline_passed(&mut self) {
+        let now = Instant::now();
+        let passed = |deadline: Option<Instant>| deadline.is_some_and(|at| at <= now);
+        if self.session.is_none() && self.connect_deadline <= now {
+            self.outbound.close(DisconnectCode::STALE);
+        } else if passed(self.pong_due) {
+            self.outbound.close(DisconnectCode::NO_PONG);
+        } else if passed(self.session.as_ref().and_then(|s| s.expires)) {
+            self.outbound.close(DisconnectCode::TOKEN_EXPIRED);
+        } else if passed(self.session.as_ref().map(|s| s.next_ping)) {
+            self.ping();
         }
     }
 

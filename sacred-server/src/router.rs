@@ -15,6 +15,17 @@ use crate::hub::Hub;
 /// limit so that oversize frames reach the hub and get a proper 3506 close.
 const TRANSPORT_MESSAGE_CAP: usize = 64 * 1024;
 
+/// Bytes tungstenite reads from the socket at a time. Its buffer is zeroed to
+/// this size up front, so it is resident for every connection: tungstenite's
+/// default, 128 KiB, made an idle connection cost 138 KB. It grows for a
+/// larger frame. (docs/benchmarks.md, "Idle connections".)
+const READ_BUFFER: usize = 2 * 1024;
+
+/// Bytes of queued frames tungstenite collects before writing; a burst
+/// leaves the buffer at about this capacity, so it bounds what an idle
+/// connection keeps after one.
+const WRITE_BUFFER: usize = 16 * 1024;
+
 pub(crate) fn router(hub: Hub) -> Router {
     Router::new()
         .route("/ws", get(upgrade))
@@ -37,6 +48,8 @@ async fn upgrade(State(hub): State<Hub>, headers: HeaderMap, ws: WebSocketUpgrad
     };
     let cap = TRANSPORT_MESSAGE_CAP.max(hub.options().limits.max_frame_bytes.saturating_mul(4));
     ws.protocols([codec.subprotocol()])
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(cap)
         .max_frame_size(cap)
         .on_upgrade(move |socket| connection::serve(hub, socket, codec))

@@ -35,6 +35,12 @@ async fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    // One descriptor per connection: raise the soft limit to the hard one,
+    // as a server for thousands of connections must (1024 is a common default).
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open file limit"),
+        Err(err) => tracing::warn!(%err, "could not raise the open file limit"),
+    }
     let (router, hub) = Hub::builder().options(settings.hub).build()?;
     let listener = TcpListener::bind(settings.bind).await?;
     let address = listener.local_addr()?;

@@ -3,15 +3,15 @@
 //! and its own (two deliveries per publication).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use futures_util::SinkExt;
 use sacred_proto::{ClientMessage, PublishRequest, Push, ServerMessage};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::stats::{CpuWindow, Progress, Samples};
+use crate::stats::{Samples, Traffic};
 use crate::wire::{Conn, Error, Protocol, now_ns, payload, stamp};
 use crate::{Common, connect_all};
 
@@ -35,13 +35,6 @@ pub(crate) struct Args {
     duration: u64,
 }
 
-struct Shared {
-    published: Arc<AtomicU64>,
-    delivered: Arc<AtomicU64>,
-    measuring: AtomicBool,
-    errors: AtomicU64,
-}
-
 pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
     if common.protocol == Protocol::Raw {
         return Err("the raw baseline has no channels; use --protocol sacred".to_owned());
@@ -53,12 +46,7 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
         Some(format!("chat-{}", index / 2))
     })
     .await?;
-    let shared = Arc::new(Shared {
-        published: Arc::new(AtomicU64::new(0)),
-        delivered: Arc::new(AtomicU64::new(0)),
-        measuring: AtomicBool::new(false),
-        errors: AtomicU64::new(0),
-    });
+    let shared = Arc::new(Traffic::default());
     let (stop, stopped) = watch::channel(false);
     let period = Duration::from_secs_f64(1.0 / args.rate);
     let padding = "x".repeat(args.payload);
@@ -76,29 +64,10 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
             stopped.clone(),
         )));
     }
-    let progress = Progress::start(
-        format!("channels sacred {}", common.codec_name()),
-        vec![
-            ("published", Arc::clone(&shared.published)),
-            ("delivered", Arc::clone(&shared.delivered)),
-        ],
-    );
-    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
-    let (published, delivered, start) = (
-        shared.published.load(Ordering::Relaxed),
-        shared.delivered.load(Ordering::Relaxed),
-        Instant::now(),
-    );
-    let cpu = CpuWindow::start(common.server_pid);
-    shared.measuring.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(args.duration)).await;
-    shared.measuring.store(false, Ordering::Relaxed);
-    let cpu = cpu.summary();
-    let elapsed = start.elapsed().as_secs_f64();
-    let published = shared.published.load(Ordering::Relaxed) - published;
-    let delivered = shared.delivered.load(Ordering::Relaxed) - delivered;
-    let server_rss = common.server_rss();
-    drop(progress);
+    let label = format!("channels sacred {}", common.codec_name());
+    let measured = shared
+        .measure(label, common.server_pid, args.warmup, args.duration)
+        .await;
     let _ = stop.send(true);
     let mut latency = Samples::default();
     for task in tasks {
@@ -109,13 +78,13 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
         "channels": args.clients.div_ceil(2),
         "rate_per_client": args.rate,
         "payload_bytes": args.payload,
-        "seconds": (elapsed * 10.0).round() / 10.0,
-        "published_per_s": (published as f64 / elapsed).round(),
-        "delivered_per_s": (delivered as f64 / elapsed).round(),
+        "seconds": measured.seconds,
+        "published_per_s": measured.published_per_s,
+        "delivered_per_s": measured.delivered_per_s,
         "latency_us": latency.summary(),
         "errors": shared.errors.load(Ordering::Relaxed),
-        "server_rss_bytes": server_rss,
-        "cpu": cpu,
+        "server_rss_bytes": measured.server_rss,
+        "cpu": measured.cpu,
     }))
 }
 
@@ -124,7 +93,7 @@ async fn chat(
     index: usize,
     mut tick: tokio::time::Interval,
     padding: String,
-    shared: Arc<Shared>,
+    shared: Arc<Traffic>,
     mut stop: watch::Receiver<bool>,
 ) -> Samples {
     let channel = format!("chat-{}", index / 2);

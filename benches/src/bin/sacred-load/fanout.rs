@@ -4,15 +4,15 @@
 //! bounded and the latency is that of the maximum sustainable rate.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use futures_util::SinkExt;
 use sacred_proto::{ClientMessage, PublishRequest, Push, ServerMessage};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
-use crate::stats::{CpuWindow, Progress, Samples};
+use crate::stats::{Samples, Traffic};
 use crate::wire::{Conn, Error, Protocol, now_ns, payload, publication_push, stamp};
 use crate::{Common, connect_all};
 
@@ -44,12 +44,9 @@ pub(crate) struct Args {
 
 /// What every task shares.
 struct Shared {
-    published: Arc<AtomicU64>,
-    delivered: Arc<AtomicU64>,
-    measuring: AtomicBool,
+    traffic: Traffic,
     /// Flat out: free in-flight slots, one per delivery owed.
     slots: Semaphore,
-    errors: AtomicU64,
 }
 
 const CHANNEL: &str = "bench-fanout";
@@ -61,11 +58,8 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
     .await?;
     let publishers = connect_all(common, args.publishers, "load-publisher", |_| None).await?;
     let shared = Arc::new(Shared {
-        published: Arc::new(AtomicU64::new(0)),
-        delivered: Arc::new(AtomicU64::new(0)),
-        measuring: AtomicBool::new(false),
+        traffic: Traffic::default(),
         slots: Semaphore::new(args.window * args.subscribers),
-        errors: AtomicU64::new(0),
     });
     let (stop, stopped) = watch::channel(false);
     // About 8 latency samples per publication, spread over the subscribers:
@@ -97,29 +91,11 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
         )));
     }
 
-    let progress = Progress::start(
-        format!("fanout {} {}", common.protocol_name(), common.codec_name()),
-        vec![
-            ("published", Arc::clone(&shared.published)),
-            ("delivered", Arc::clone(&shared.delivered)),
-        ],
-    );
-    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
-    let (published, delivered, start) = (
-        shared.published.load(Ordering::Relaxed),
-        shared.delivered.load(Ordering::Relaxed),
-        Instant::now(),
-    );
-    let cpu = CpuWindow::start(common.server_pid);
-    shared.measuring.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(args.duration)).await;
-    shared.measuring.store(false, Ordering::Relaxed);
-    let cpu = cpu.summary();
-    let elapsed = start.elapsed().as_secs_f64();
-    let published = shared.published.load(Ordering::Relaxed) - published;
-    let delivered = shared.delivered.load(Ordering::Relaxed) - delivered;
-    let server_rss = common.server_rss();
-    drop(progress);
+    let label = format!("fanout {} {}", common.protocol_name(), common.codec_name());
+    let measured = shared
+        .traffic
+        .measure(label, common.server_pid, args.warmup, args.duration)
+        .await;
 
     let _ = stop.send(true);
     shared.slots.close();
@@ -135,21 +111,17 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
         "publishers": args.publishers,
         "rate": if args.rate == 0 { json!("max") } else { json!(args.rate) },
         "payload_bytes": args.payload,
-        "seconds": round(elapsed),
-        "published_per_s": round(published as f64 / elapsed),
-        "delivered_per_s": round(delivered as f64 / elapsed),
+        "seconds": measured.seconds,
+        "published_per_s": measured.published_per_s,
+        "delivered_per_s": measured.delivered_per_s,
         "latency_us": latency.summary(),
-        "errors": shared.errors.load(Ordering::Relaxed),
-        "server_rss_bytes": server_rss,
-        "server_cpu_ns_per_delivery": cpu["server_cores"]
+        "errors": shared.traffic.errors.load(Ordering::Relaxed),
+        "server_rss_bytes": measured.server_rss,
+        "server_cpu_ns_per_delivery": measured.cpu["server_cores"]
             .as_f64()
-            .map(|cores| (cores * 1e9 / (delivered as f64 / elapsed)).round()),
-        "cpu": cpu,
+            .map(|cores| (cores * 1e9 / measured.delivered_per_s).round()),
+        "cpu": measured.cpu,
     }))
-}
-
-fn round(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
 }
 
 async fn subscribe(
@@ -167,16 +139,16 @@ async fn subscribe(
             frame = conn.recv_frame() => frame,
         };
         let Ok(frame) = frame else {
-            shared.errors.fetch_add(1, Ordering::Relaxed);
+            shared.traffic.errors.fetch_add(1, Ordering::Relaxed);
             return samples;
         };
         // Publications are counted by their first bytes; one in `every` is
         // decoded for its latency, and everything else is decoded in full.
         if conn.is_publication(&frame) {
-            shared.delivered.fetch_add(1, Ordering::Relaxed);
+            shared.traffic.delivered.fetch_add(1, Ordering::Relaxed);
             shared.slots.add_permits(1);
             count += 1;
-            if count % every == 0 && shared.measuring.load(Ordering::Relaxed) {
+            if count % every == 0 && shared.traffic.measuring.load(Ordering::Relaxed) {
                 let received = now_ns();
                 if let Ok(messages) = conn.decode(&frame)
                     && let Some(ServerMessage::Push(Push::Publication(publication))) =
@@ -189,17 +161,17 @@ async fn subscribe(
             continue;
         }
         let Ok(messages) = conn.decode(&frame) else {
-            shared.errors.fetch_add(1, Ordering::Relaxed);
+            shared.traffic.errors.fetch_add(1, Ordering::Relaxed);
             return samples;
         };
         for message in messages {
             match message {
                 ServerMessage::Push(Push::Publication(_)) => {
-                    shared.delivered.fetch_add(1, Ordering::Relaxed);
+                    shared.traffic.delivered.fetch_add(1, Ordering::Relaxed);
                     shared.slots.add_permits(1);
                 }
                 ServerMessage::Push(Push::Ping(_)) if conn.pong().await.is_err() => {
-                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                    shared.traffic.errors.fetch_add(1, Ordering::Relaxed);
                     return samples;
                 }
                 _ => {}
@@ -225,7 +197,7 @@ async fn publish(
                 if !ready {
                     return;
                 }
-                let seq = shared.published.fetch_add(1, Ordering::Relaxed) + 1;
+                let seq = shared.traffic.published.fetch_add(1, Ordering::Relaxed) + 1;
                 let data = payload(seq, &padding);
                 let frame = match protocol {
                     Protocol::Sacred => {
@@ -235,7 +207,7 @@ async fn publish(
                     Protocol::Raw => conn.frame(&publication_push(CHANNEL, seq, data)),
                 };
                 if conn.socket.send(frame).await.is_err() {
-                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                    shared.traffic.errors.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
             }
@@ -244,7 +216,7 @@ async fn publish(
                     for message in messages {
                         match message {
                             ServerMessage::Reply { result: Err(_), .. } => {
-                                shared.errors.fetch_add(1, Ordering::Relaxed);
+                                shared.traffic.errors.fetch_add(1, Ordering::Relaxed);
                             }
                             ServerMessage::Push(Push::Ping(_)) => {
                                 let _ = conn.pong().await;
@@ -254,7 +226,7 @@ async fn publish(
                     }
                 }
                 Err(_) => {
-                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                    shared.traffic.errors.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
             },

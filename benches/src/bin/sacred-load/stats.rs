@@ -139,3 +139,64 @@ impl CpuWindow {
         })
     }
 }
+
+/// The counters of a traffic scenario (fanout, channels), shared by its tasks.
+#[derive(Debug, Default)]
+pub(crate) struct Traffic {
+    pub(crate) published: Arc<AtomicU64>,
+    pub(crate) delivered: Arc<AtomicU64>,
+    /// Whether the measured window is open: latencies are recorded only then.
+    pub(crate) measuring: std::sync::atomic::AtomicBool,
+    pub(crate) errors: AtomicU64,
+}
+
+/// Rates over the measured window.
+#[derive(Debug)]
+pub(crate) struct Measured {
+    pub(crate) seconds: f64,
+    pub(crate) published_per_s: f64,
+    pub(crate) delivered_per_s: f64,
+    pub(crate) cpu: Value,
+    pub(crate) server_rss: Option<u64>,
+}
+
+impl Traffic {
+    /// Shows progress, waits out the warm-up, then measures for `duration`.
+    pub(crate) async fn measure(
+        &self,
+        label: String,
+        server_pid: Option<u32>,
+        warmup: u64,
+        duration: u64,
+    ) -> Measured {
+        let progress = Progress::start(
+            label,
+            vec![
+                ("published", Arc::clone(&self.published)),
+                ("delivered", Arc::clone(&self.delivered)),
+            ],
+        );
+        tokio::time::sleep(Duration::from_secs(warmup)).await;
+        let (published, delivered) = (
+            self.published.load(Ordering::Relaxed),
+            self.delivered.load(Ordering::Relaxed),
+        );
+        let cpu = CpuWindow::start(server_pid);
+        self.measuring.store(true, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(duration)).await;
+        self.measuring.store(false, Ordering::Relaxed);
+        let seconds = cpu.start.elapsed().as_secs_f64();
+        let rate = |counter: &AtomicU64, before: u64| {
+            ((counter.load(Ordering::Relaxed) - before) as f64 / seconds * 10.0).round() / 10.0
+        };
+        let measured = Measured {
+            seconds: (seconds * 10.0).round() / 10.0,
+            published_per_s: rate(&self.published, published),
+            delivered_per_s: rate(&self.delivered, delivered),
+            cpu: cpu.summary(),
+            server_rss: server_pid.and_then(rss),
+        };
+        drop(progress);
+        measured
+    }
+}

@@ -11,7 +11,7 @@ use sacred_proto::{ClientMessage, PublishRequest, Push, ServerMessage};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::stats::{Samples, Traffic};
+use crate::stats::{Samples, Traffic, TrafficArgs};
 use crate::wire::{Conn, Error, Protocol, now_ns, payload, stamp};
 use crate::{Common, connect_all};
 
@@ -24,15 +24,8 @@ pub(crate) struct Args {
     /// Publications per second per client.
     #[arg(long, default_value_t = 10.0)]
     rate: f64,
-    /// Payload padding, bytes.
-    #[arg(long, default_value_t = 64)]
-    payload: usize,
-    /// Seconds before measuring.
-    #[arg(long, default_value_t = 2)]
-    warmup: u64,
-    /// Seconds measured.
-    #[arg(long, default_value_t = 10)]
-    duration: u64,
+    #[command(flatten)]
+    traffic: TrafficArgs,
 }
 
 pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
@@ -49,7 +42,7 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
     let shared = Arc::new(Traffic::default());
     let (stop, stopped) = watch::channel(false);
     let period = Duration::from_secs_f64(1.0 / args.rate);
-    let padding = "x".repeat(args.payload);
+    let padding = "x".repeat(args.traffic.payload);
     let mut tasks = Vec::new();
     let n = clients.len();
     for (index, conn) in clients.into_iter().enumerate() {
@@ -66,7 +59,12 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
     }
     let label = format!("channels sacred {}", common.codec_name());
     let measured = shared
-        .measure(label, common.server_pid, args.warmup, args.duration)
+        .measure(
+            label,
+            common.server_pid,
+            args.traffic.warmup,
+            args.traffic.duration,
+        )
         .await;
     let _ = stop.send(true);
     let mut latency = Samples::default();
@@ -77,7 +75,7 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
         "clients": args.clients,
         "channels": args.clients.div_ceil(2),
         "rate_per_client": args.rate,
-        "payload_bytes": args.payload,
+        "payload_bytes": args.traffic.payload,
         "seconds": measured.seconds,
         "published_per_s": measured.published_per_s,
         "delivered_per_s": measured.delivered_per_s,

@@ -12,7 +12,7 @@ use sacred_proto::{ClientMessage, PublishRequest, Push, ServerMessage};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
-use crate::stats::{Samples, Traffic};
+use crate::stats::{Samples, Traffic, TrafficArgs};
 use crate::wire::{Conn, Error, Protocol, now_ns, payload, publication_push, stamp};
 use crate::{Common, connect_all};
 
@@ -31,15 +31,8 @@ pub(crate) struct Args {
     /// Flat out: publications in flight per subscriber.
     #[arg(long, default_value_t = 32)]
     window: usize,
-    /// Payload padding, bytes.
-    #[arg(long, default_value_t = 64)]
-    payload: usize,
-    /// Seconds before measuring.
-    #[arg(long, default_value_t = 2)]
-    warmup: u64,
-    /// Seconds measured.
-    #[arg(long, default_value_t = 10)]
-    duration: u64,
+    #[command(flatten)]
+    traffic: TrafficArgs,
 }
 
 /// What every task shares.
@@ -75,7 +68,7 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
             stopped.clone(),
         )));
     }
-    let padding = "x".repeat(args.payload);
+    let padding = "x".repeat(args.traffic.payload);
     let mut publishing = Vec::new();
     for conn in publishers {
         let period = (args.rate > 0)
@@ -94,7 +87,12 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
     let label = format!("fanout {} {}", common.protocol_name(), common.codec_name());
     let measured = shared
         .traffic
-        .measure(label, common.server_pid, args.warmup, args.duration)
+        .measure(
+            label,
+            common.server_pid,
+            args.traffic.warmup,
+            args.traffic.duration,
+        )
         .await;
 
     let _ = stop.send(true);
@@ -110,7 +108,7 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
         "subscribers": args.subscribers,
         "publishers": args.publishers,
         "rate": if args.rate == 0 { json!("max") } else { json!(args.rate) },
-        "payload_bytes": args.payload,
+        "payload_bytes": args.traffic.payload,
         "seconds": measured.seconds,
         "published_per_s": measured.published_per_s,
         "delivered_per_s": measured.delivered_per_s,

@@ -140,6 +140,20 @@ impl CpuWindow {
     }
 }
 
+/// Settings every traffic scenario (fanout, channels) has.
+#[derive(Clone, Debug, clap::Args)]
+pub(crate) struct TrafficArgs {
+    /// Payload padding, bytes.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) payload: usize,
+    /// Seconds before measuring.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) warmup: u64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) duration: u64,
+}
+
 /// The counters of a traffic scenario (fanout, channels), shared by its tasks.
 #[derive(Debug, Default)]
 pub(crate) struct Traffic {

@@ -133,6 +133,96 @@ impl Codec {
         }
     }
 
+    /// Checks a frame's structure as [`Codec::decode`] does before serde reads
+    /// it (size, nesting depth, batch length, declared lengths, UTF-8, string
+    /// map keys, integer ranges), without decoding it, and returns how deep it
+    /// nests (1 for a message without nested objects).
+    ///
+    /// A sender checks what it encoded against the receiver's limits, so that
+    /// it can refuse locally what the receiver would refuse by closing.
+    ///
+    /// ```
+    /// use sacred_proto::{ClientMessage, Codec, DecodeError, Limits, PublishRequest, Value};
+    ///
+    /// let mut limits = Limits::default();
+    /// let frame = Codec::Json.encode(&ClientMessage::new(1, PublishRequest::new("c", Value::from("hi"))))?;
+    /// assert_eq!(Codec::Json.check(&frame, &limits), Ok(2));
+    /// limits.max_frame_bytes = 16;
+    /// assert!(matches!(Codec::Json.check(&frame, &limits), Err(DecodeError::TooBig { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check(self, frame: &[u8], limits: &Limits) -> Result<usize, DecodeError> {
+        if frame.len() > limits.max_frame_bytes {
+            return Err(DecodeError::TooBig {
+                len: frame.len(),
+                max: limits.max_frame_bytes,
+            });
+        }
+        match self {
+            Codec::Json => scan::json(frame, limits),
+            Codec::MsgPack => scan::msgpack(frame, limits),
+        }
+    }
+
+    /// The bytes a batch of `messages` adds to the sum of its encoded
+    /// messages: the list's brackets and commas in JSON, the array header in
+    /// MessagePack; 0 for a single message, which travels without a list.
+    pub const fn batch_overhead(self, messages: usize) -> usize {
+        match (self, messages) {
+            (_, 0 | 1) => 0,
+            (Codec::Json, n) => n + 1,
+            (Codec::MsgPack, n) if n <= 15 => 1,
+            (Codec::MsgPack, n) if n <= u16::MAX as usize => 3,
+            (Codec::MsgPack, _) => 5,
+        }
+    }
+
+    /// The frame that carries messages encoded one by one (each with
+    /// [`Codec::encode`]): the message itself if there is one, else a batch
+    /// of [`Codec::batch_overhead`] more bytes than the messages. Lets a sender
+    /// bound a batch by bytes while encoding every message once.
+    ///
+    /// ```
+    /// use sacred_proto::{ClientMessage, Codec, PongRequest};
+    ///
+    /// for codec in Codec::ALL {
+    ///     let messages = [ClientMessage::new(1, PongRequest::new()), ClientMessage::new(2, PongRequest::new())];
+    ///     let encoded: Vec<Vec<u8>> = messages.iter().map(|m| codec.encode(m)).collect::<Result<_, _>>()?;
+    ///     let frame = codec.join(&encoded);
+    ///     assert_eq!(frame, codec.encode_batch(&messages)?);
+    ///     assert_eq!(frame.len(), encoded[0].len() + encoded[1].len() + codec.batch_overhead(2));
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn join<B: AsRef<[u8]>>(self, encoded: &[B]) -> Vec<u8> {
+        if let [one] = encoded {
+            return one.as_ref().to_vec();
+        }
+        let body: usize = encoded.iter().map(|m| m.as_ref().len()).sum();
+        let mut frame = Vec::with_capacity(body + self.batch_overhead(encoded.len()));
+        match self {
+            Codec::Json => {
+                frame.push(b'[');
+                for (i, message) in encoded.iter().enumerate() {
+                    if i > 0 {
+                        frame.push(b',');
+                    }
+                    frame.extend_from_slice(message.as_ref());
+                }
+                frame.push(b']');
+            }
+            Codec::MsgPack => {
+                let len = u32::try_from(encoded.len()).unwrap_or(u32::MAX);
+                // Writing into a Vec cannot fail.
+                let _ = rmp::encode::write_array_len(&mut frame, len);
+                for message in encoded {
+                    frame.extend_from_slice(message.as_ref());
+                }
+            }
+        }
+        frame
+    }
+
     /// Decodes a frame into its messages (one, or each of a batch, in order).
     ///
     /// The frame is accepted whole or refused whole: size first, then

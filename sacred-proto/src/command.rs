@@ -63,7 +63,11 @@ tagged_enum! {
 #[non_exhaustive]
 pub struct ConnectRequest {
     /// The credential the server's authenticator checks (API key, JWT); absent for anonymous.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::text::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub token: Option<String>,
     /// What the client says about itself.
     #[serde(
@@ -102,6 +106,7 @@ impl ConnectRequest {
 #[non_exhaustive]
 pub struct SubscribeRequest {
     /// The channel, `namespace:name` or `name`.
+    #[serde(deserialize_with = "crate::text::string")]
     pub channel: String,
     /// The last position the client saw; asks for every publication after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,6 +128,18 @@ impl SubscribeRequest {
             ..SubscribeRequest::default()
         }
     }
+
+    /// Asks for every publication after `position`.
+    pub fn recover(mut self, position: StreamPosition) -> SubscribeRequest {
+        self.recover = Some(position);
+        self
+    }
+
+    /// Opts in (or out) of `join` and `leave` pushes.
+    pub fn join_leave(mut self, join_leave: bool) -> SubscribeRequest {
+        self.join_leave = join_leave;
+        self
+    }
 }
 
 /// `unsubscribe`: leave a channel.
@@ -130,6 +147,7 @@ impl SubscribeRequest {
 #[non_exhaustive]
 pub struct UnsubscribeRequest {
     /// The channel to leave.
+    #[serde(deserialize_with = "crate::text::string")]
     pub channel: String,
 }
 
@@ -147,6 +165,7 @@ impl UnsubscribeRequest {
 #[non_exhaustive]
 pub struct PublishRequest {
     /// The channel to publish to.
+    #[serde(deserialize_with = "crate::text::string")]
     pub channel: String,
     /// The payload.
     #[serde(default, skip_serializing_if = "Value::is_null")]
@@ -168,6 +187,7 @@ impl PublishRequest {
 #[non_exhaustive]
 pub struct SendRequest {
     /// The recipient's client id.
+    #[serde(deserialize_with = "crate::text::string")]
     pub to: String,
     /// The payload.
     #[serde(default, skip_serializing_if = "Value::is_null")]
@@ -189,6 +209,7 @@ impl SendRequest {
 #[non_exhaustive]
 pub struct PresenceRequest {
     /// The channel.
+    #[serde(deserialize_with = "crate::text::string")]
     pub channel: String,
 }
 
@@ -206,6 +227,7 @@ impl PresenceRequest {
 #[non_exhaustive]
 pub struct HistoryRequest {
     /// The channel.
+    #[serde(deserialize_with = "crate::text::string")]
     pub channel: String,
     /// Only publications after this position; its epoch must be the stream's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,11 +247,37 @@ pub struct HistoryRequest {
 
 impl HistoryRequest {
     /// The history of `channel`, oldest first, up to the server's maximum.
+    ///
+    /// ```
+    /// use sacred_proto::{HistoryRequest, StreamPosition};
+    ///
+    /// let newest_ten = HistoryRequest::new("chat:lobby").limit(10).reverse(true);
+    /// let missed = HistoryRequest::new("chat:lobby").since(StreamPosition::new(41, "x7Kp"));
+    /// # let _ = (newest_ten, missed);
+    /// ```
     pub fn new(channel: impl Into<String>) -> HistoryRequest {
         HistoryRequest {
             channel: channel.into(),
             ..HistoryRequest::default()
         }
+    }
+
+    /// Only publications after `position` (whose epoch must be the stream's).
+    pub fn since(mut self, position: StreamPosition) -> HistoryRequest {
+        self.since = Some(position);
+        self
+    }
+
+    /// At most `limit` publications; `0` asks for the stream position alone.
+    pub fn limit(mut self, limit: u32) -> HistoryRequest {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Newest first (the newest `limit`) instead of oldest first.
+    pub fn reverse(mut self, reverse: bool) -> HistoryRequest {
+        self.reverse = reverse;
+        self
     }
 }
 
@@ -238,6 +286,7 @@ impl HistoryRequest {
 #[non_exhaustive]
 pub struct RpcRequest {
     /// The handler's name.
+    #[serde(deserialize_with = "crate::text::string")]
     pub method: String,
     /// The argument.
     #[serde(default, skip_serializing_if = "Value::is_null")]
@@ -272,6 +321,7 @@ impl PongRequest {
 #[non_exhaustive]
 pub struct RefreshRequest {
     /// The new token.
+    #[serde(deserialize_with = "crate::text::string")]
     pub token: String,
 }
 

@@ -15,7 +15,7 @@ pub struct ClientInfo {
     /// A display name, e.g. `"support-bot"` or `"Ada's laptop"`.
     #[serde(
         default,
-        deserialize_with = "crate::nullable",
+        deserialize_with = "crate::text::nullable",
         skip_serializing_if = "String::is_empty"
     )]
     pub name: String,
@@ -23,21 +23,21 @@ pub struct ClientInfo {
     /// app), `service` (a backend), or another word the application chooses.
     #[serde(
         default,
-        deserialize_with = "crate::nullable",
+        deserialize_with = "crate::text::nullable",
         skip_serializing_if = "String::is_empty"
     )]
     pub kind: String,
     /// Where the client runs: `rust`, `python`, `browser`, `mobile`, ...
     #[serde(
         default,
-        deserialize_with = "crate::nullable",
+        deserialize_with = "crate::text::nullable",
         skip_serializing_if = "String::is_empty"
     )]
     pub runtime: String,
     /// The client's own version, e.g. `"sacred-client/0.1.0"`.
     #[serde(
         default,
-        deserialize_with = "crate::nullable",
+        deserialize_with = "crate::text::nullable",
         skip_serializing_if = "String::is_empty"
     )]
     pub version: String,
@@ -74,9 +74,14 @@ impl ClientInfo {
 #[non_exhaustive]
 pub struct Peer {
     /// The connection's client id, assigned by the server in the connect reply.
+    #[serde(deserialize_with = "crate::text::string")]
     pub id: String,
     /// The authenticated user id; absent for anonymous connections.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::text::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user: Option<String>,
     /// What the client announced about itself.
     #[serde(
@@ -106,6 +111,7 @@ pub struct StreamPosition {
     /// The offset of the last publication seen; offsets increase by one per publication.
     pub offset: u64,
     /// The stream's epoch; a different epoch means the stream was lost and restarted.
+    #[serde(deserialize_with = "crate::text::string")]
     pub epoch: String,
 }
 

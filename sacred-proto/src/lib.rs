@@ -68,6 +68,7 @@ mod message;
 mod push;
 mod reply;
 mod scan;
+mod text;
 mod validate;
 mod value;
 
@@ -91,7 +92,7 @@ pub use reply::{
     ReplyError, RpcReply, SendReply, SubscribeReply, UnsubscribeReply,
 };
 pub use validate::ValidationError;
-pub use value::{Number, Value};
+pub use value::{Number, Value, ValueError, from_value, to_value};
 
 /// For `skip_serializing_if` on boolean fields that default to false.
 fn is_false(b: &bool) -> bool {

@@ -1,9 +1,17 @@
 //! `Limits`: the bounds decoding and validation enforce on what a peer sends.
-//! Deserialisable (every field optional) so servers can read it from a config file.
+//! Deserialisable (every field optional) so servers can read it from a config
+//! file, and announced to clients in the connect reply.
 
 /// The bounds a receiver enforces. The defaults are the server's for frames
 /// from clients; a client decoding server frames should raise
 /// `max_frame_bytes`, since history and recovery replies are large.
+///
+/// The server announces its limits in the connect reply
+/// ([`ConnectReply::limits`](crate::ConnectReply::limits)), so a client can
+/// refuse locally what the server would refuse by closing the connection.
+/// Unknown fields are ignored when reading, as the protocol's evolution rule
+/// asks of every object; a configuration loader that wants to catch typos
+/// checks for ignored keys itself.
 ///
 /// ```
 /// let mut limits = sacred_proto::Limits::default();
@@ -11,7 +19,7 @@
 /// assert_eq!(limits.max_batch, 100);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct Limits {
     /// Largest frame accepted, in bytes; larger ones close with "message too big".

@@ -150,13 +150,6 @@ impl<'de, K> Visitor<'de> for KeyVisitor<K> {
             ))
         })
     }
-
-    fn visit_bytes<E: de::Error>(self, name: &[u8]) -> Result<K, E> {
-        match std::str::from_utf8(name) {
-            Ok(name) => self.visit_str(name),
-            Err(_) => Err(E::invalid_value(de::Unexpected::Bytes(name), &self)),
-        }
-    }
 }
 
 impl<'de> Deserialize<'de> for ClientKey {

@@ -57,13 +57,18 @@ tagged_enum! {
 #[non_exhaustive]
 pub struct Publication {
     /// The channel it was published to.
+    #[serde(deserialize_with = "crate::text::string")]
     pub channel: String,
     /// Its offset in the channel's stream; present together with `epoch` when
     /// the channel keeps history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
     /// The stream's epoch; a change means the stream was lost and restarted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::text::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub epoch: Option<String>,
     /// The payload.
     #[serde(default, skip_serializing_if = "Value::is_null")]
@@ -93,6 +98,7 @@ impl Publication {
 #[non_exhaustive]
 pub struct Join {
     /// The channel.
+    #[serde(deserialize_with = "crate::text::string")]
     pub channel: String,
     /// Who joined.
     pub client: Peer,
@@ -113,6 +119,7 @@ impl Join {
 #[non_exhaustive]
 pub struct Leave {
     /// The channel.
+    #[serde(deserialize_with = "crate::text::string")]
     pub channel: String,
     /// Who left.
     pub client: Peer,
@@ -152,10 +159,12 @@ impl DirectMessage {
 #[non_exhaustive]
 pub struct Unsubscribed {
     /// The channel.
+    #[serde(deserialize_with = "crate::text::string")]
     pub channel: String,
     /// Why, as an [`ErrorCode`].
     pub code: u32,
     /// Why, in words.
+    #[serde(deserialize_with = "crate::text::string")]
     pub reason: String,
 }
 
@@ -181,6 +190,7 @@ pub struct Disconnect {
     /// The close code, a [`DisconnectCode`].
     pub code: u16,
     /// Why, in words (also the close frame's reason, at most 123 bytes).
+    #[serde(deserialize_with = "crate::text::string")]
     pub reason: String,
     /// Whether the client should reconnect; always the code's range rule.
     pub reconnect: bool,
@@ -202,7 +212,11 @@ impl From<DisconnectCode> for Disconnect {
 #[non_exhaustive]
 pub struct Migrate {
     /// Where to reconnect; absent means the same URL (another node behind it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::text::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub url: Option<String>,
     /// The deadline, milliseconds since the Unix epoch; clients spread their
     /// moves with jitter before it.

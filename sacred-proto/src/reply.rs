@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::code::ErrorCode;
 use crate::command::CommandKind;
 use crate::info::Peer;
+use crate::limits::Limits;
 use crate::push::Publication;
 use crate::value::Value;
 
@@ -42,11 +43,12 @@ tagged_enum! {
 #[non_exhaustive]
 pub struct ConnectReply {
     /// The client id the server assigned to this connection.
+    #[serde(deserialize_with = "crate::text::string")]
     pub client: String,
     /// The server's name and version, e.g. `"sacred-server/0.1.0"`.
     #[serde(
         default,
-        deserialize_with = "crate::nullable",
+        deserialize_with = "crate::text::nullable",
         skip_serializing_if = "String::is_empty"
     )]
     pub version: String,
@@ -69,6 +71,11 @@ pub struct ConnectReply {
     /// Application data from the host's connect hook.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub data: Value,
+    /// What the server accepts from this client: frame size, batch length,
+    /// depth, name lengths. A frame beyond them closes the connection, so a
+    /// client checks its commands against them first. Absent: the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
 }
 
 impl ConnectReply {
@@ -102,7 +109,11 @@ pub struct SubscribeReply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
     /// The stream's epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::text::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub epoch: Option<String>,
     /// Whether recovery succeeded: all missed publications follow, in order.
     /// Always written, so that `false` (reload) is visible on the wire.
@@ -130,7 +141,11 @@ pub struct PublishReply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<u64>,
     /// The stream's epoch, when the channel keeps history.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::text::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub epoch: Option<String>,
 }
 
@@ -159,6 +174,7 @@ pub struct HistoryReply {
     /// The stream's current offset (of its newest publication; 0 if none yet).
     pub offset: u64,
     /// The stream's epoch.
+    #[serde(deserialize_with = "crate::text::string")]
     pub epoch: String,
     /// The publications asked for, in the order asked for.
     #[serde(
@@ -216,6 +232,7 @@ pub struct ReplyError {
     /// An [`ErrorCode`]: 100-399 Sacred's, 400-1999 the application's.
     pub code: u32,
     /// A human-readable explanation.
+    #[serde(deserialize_with = "crate::text::string")]
     pub message: String,
     /// Whether the same command may succeed if retried later.
     #[serde(default, deserialize_with = "crate::nullable")]

@@ -12,16 +12,19 @@ use crate::limits::Limits;
 /// deep, too long or empty. Shared by both formats.
 struct Bounds<'a> {
     limits: &'a Limits,
+    /// The deepest container seen so far.
+    deepest: usize,
 }
 
 impl Bounds<'_> {
     /// A container opens at `depth` (1 for the frame's top-level value).
-    fn open(&self, depth: usize) -> Result<(), DecodeError> {
+    fn open(&mut self, depth: usize) -> Result<(), DecodeError> {
         if depth > self.limits.max_depth {
             return Err(DecodeError::TooDeep {
                 max: self.limits.max_depth,
             });
         }
+        self.deepest = self.deepest.max(depth);
         Ok(())
     }
 
@@ -36,10 +39,10 @@ impl Bounds<'_> {
     }
 }
 
-/// Scans JSON text: nesting depth, batch length, unterminated values.
-/// Syntax proper is left to `serde_json`.
-pub(crate) fn json(frame: &[u8], limits: &Limits) -> Result<(), DecodeError> {
-    let bounds = Bounds { limits };
+/// Scans JSON text: nesting depth, batch length, unterminated values, integer
+/// ranges; returns the depth. Syntax proper is left to `serde_json`.
+pub(crate) fn json(frame: &[u8], limits: &Limits) -> Result<usize, DecodeError> {
+    let mut bounds = Bounds { limits, deepest: 0 };
     let mut depth = 0usize;
     // Whether the top-level value is an array, how many elements it has shown,
     // and whether the next token starts one.
@@ -65,6 +68,7 @@ pub(crate) fn json(frame: &[u8], limits: &Limits) -> Result<(), DecodeError> {
         }
         match byte {
             b'"' => pos = string_end(frame, pos)?,
+            b'-' | b'0'..=b'9' => pos = number_end(frame, pos - 1)?,
             b'[' | b'{' => {
                 if !started && byte == b'[' {
                     batch = true;
@@ -86,7 +90,34 @@ pub(crate) fn json(frame: &[u8], limits: &Limits) -> Result<(), DecodeError> {
     if depth > 0 {
         return Err(DecodeError::Truncated);
     }
-    Ok(())
+    Ok(bounds.deepest)
+}
+
+/// The position just after the number that starts at `start`. An integer
+/// (no fraction, no exponent) must fit 64 bits, signed or unsigned: serde_json
+/// would otherwise read a larger one as a float and change its value.
+fn number_end(frame: &[u8], start: usize) -> Result<usize, DecodeError> {
+    let mut end = start;
+    let mut integer = true;
+    while let Some(&byte) = frame.get(end) {
+        match byte {
+            b'0'..=b'9' | b'-' => {}
+            b'.' | b'e' | b'E' | b'+' => integer = false,
+            _ => break,
+        }
+        end += 1;
+    }
+    // i64::MIN and u64::MAX have 19 and 20 digits: shorter integers always fit.
+    if integer && end - start >= 19 {
+        let text = std::str::from_utf8(&frame[start..end]).unwrap_or("");
+        let fits = text.parse::<u64>().is_ok() || text.parse::<i64>().is_ok();
+        if !fits && text.bytes().skip(1).all(|b| b.is_ascii_digit()) {
+            return Err(DecodeError::invalid(
+                "an integer beyond 64 bits (-2^63 to 2^64-1)",
+            ));
+        }
+    }
+    Ok(end)
 }
 
 /// The position just after the closing quote of the string whose body starts
@@ -105,18 +136,18 @@ fn string_end(frame: &[u8], mut pos: usize) -> Result<usize, DecodeError> {
 
 /// Walks MessagePack fully: every marker, every declared length checked
 /// against the bytes left, strings checked for UTF-8, extension types refused,
-/// exactly one value in the frame.
-pub(crate) fn msgpack(frame: &[u8], limits: &Limits) -> Result<(), DecodeError> {
+/// exactly one value in the frame, map keys `str`; returns the depth.
+pub(crate) fn msgpack(frame: &[u8], limits: &Limits) -> Result<usize, DecodeError> {
     let mut walk = MsgPack {
         buf: frame,
         pos: 0,
-        bounds: Bounds { limits },
+        bounds: Bounds { limits, deepest: 0 },
     };
     walk.value(0)?;
     if walk.pos != frame.len() {
         return Err(DecodeError::invalid("bytes after the frame's value"));
     }
-    Ok(())
+    Ok(walk.bounds.deepest)
 }
 
 struct MsgPack<'a> {
@@ -218,10 +249,23 @@ impl<'a> MsgPack<'a> {
         if items > self.buf.len() - self.pos {
             return Err(DecodeError::Truncated);
         }
-        for _ in 0..items {
+        for item in 0..items {
+            if items_per_entry == 2 && item % 2 == 0 {
+                self.key()?;
+            }
             self.value(depth)?;
         }
         Ok(())
+    }
+
+    /// Every map key of the protocol is a string: a `str`, never a `bin` or
+    /// a number (the value walk that follows reads the key itself).
+    fn key(&self) -> Result<(), DecodeError> {
+        let marker = Marker::from_u8(*self.buf.get(self.pos).ok_or(DecodeError::Truncated)?);
+        match marker {
+            Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => Ok(()),
+            _ => Err(DecodeError::invalid("a map key that is not a string")),
+        }
     }
 }
 
@@ -239,22 +283,52 @@ mod tests {
 
     #[test]
     fn json_depth_counts_containers_outside_strings() {
-        assert_eq!(json(br#"{"a":[[{}]]}"#, &limits()), Ok(()));
+        assert_eq!(json(br#"{"a":[[{}]]}"#, &limits()), Ok(4));
         assert_eq!(
             json(br#"{"a":[[{"b":[]}]]}"#, &limits()),
             Err(DecodeError::TooDeep { max: 4 })
         );
-        assert_eq!(json(br#"{"a":"[[[[[[\"[[["}"#, &limits()), Ok(()));
+        assert_eq!(json(br#"{"a":"[[[[[[\"[[["}"#, &limits()), Ok(1));
     }
 
     #[test]
     fn json_batches_are_counted_and_must_not_be_empty() {
-        assert_eq!(json(br#"[{"a":[1,2,3]}, {"b":","}]"#, &limits()), Ok(()));
+        assert_eq!(json(br#"[{"a":[1,2,3]}, {"b":","}]"#, &limits()), Ok(3));
         assert_eq!(
             json(b"[{},{},{}]", &limits()),
             Err(DecodeError::BatchTooLong { max: 2 })
         );
         assert_eq!(json(b" [ ] ", &limits()), Err(DecodeError::EmptyBatch));
+    }
+
+    #[test]
+    fn json_integers_must_fit_64_bits() {
+        let ok = [
+            &b"[18446744073709551615]"[..],
+            b"[-9223372036854775808]",
+            b"[1e400]",
+            b"[123456789012345678901234.5]",
+        ];
+        for frame in ok {
+            assert_eq!(json(frame, &limits()), Ok(1), "{frame:?}");
+        }
+        for frame in [&b"[18446744073709551616]"[..], b"[-9223372036854775809]"] {
+            assert!(
+                matches!(json(frame, &limits()), Err(DecodeError::Invalid(_))),
+                "{frame:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn msgpack_map_keys_must_be_strings() {
+        // {bin "a": 1} and {1: 1}
+        for frame in [&[0x81, 0xc4, 1, b'a', 0x01][..], &[0x81, 0x01, 0x01]] {
+            assert!(
+                matches!(msgpack(frame, &limits()), Err(DecodeError::Invalid(_))),
+                "{frame:?}"
+            );
+        }
     }
 
     #[test]
@@ -314,7 +388,7 @@ mod tests {
     fn msgpack_depth_and_empty_batch() {
         assert_eq!(
             msgpack(&[0x81, 0xa1, 0x61, 0x91, 0x91, 0x80], &limits()),
-            Ok(())
+            Ok(4)
         );
         assert_eq!(
             msgpack(&[0x81, 0xa1, 0x61, 0x91, 0x91, 0x91, 0x80], &limits()),

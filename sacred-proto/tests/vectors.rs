@@ -97,6 +97,7 @@ fn valid() -> Vec<Valid> {
     let mut connect_reply = ConnectReply::new("c-8d1e", 5_000, 10_000, 1_763_800_000_000);
     connect_reply.version = "sacred-server/0.1.0".into();
     connect_reply.expires = Some(1_763_803_600_000);
+    connect_reply.limits = Some(Limits::default());
     let mut recovered = SubscribeReply::default();
     recovered.offset = Some(43);
     recovered.epoch = Some("x7Kp".into());
@@ -375,6 +376,18 @@ fn both(json: &str) -> Forms {
     )
 }
 
+/// `{"id":1,"publish":{"channel":"c","data":<data>}}` in MessagePack.
+fn publish_msgpack(data: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x82, 0xa2, b'i', b'd', 0x01, 0xa7];
+    frame.extend(b"publish");
+    frame.extend([0x82, 0xa7]);
+    frame.extend(b"channel");
+    frame.extend([0xa1, b'c', 0xa4]);
+    frame.extend(b"data");
+    frame.extend(data);
+    frame
+}
+
 fn json_only(json: &[u8]) -> Forms {
     (Some(json.to_vec()), None)
 }
@@ -579,6 +592,77 @@ fn invalid() -> Vec<Invalid> {
             "A map key that is not a string.",
             false,
             msgpack_only(&[0x82, 0xa2, b'i', b'd', 0x01, 0x01, 0x80]),
+            Close(bad),
+        ),
+        (
+            "msgpack-bin-key",
+            "A message key sent as bin instead of str: keys are strings.",
+            false,
+            msgpack_only(&[
+                0x82, 0xa2, b'i', b'd', 0x01, 0xc4, 0x04, b'p', b'o', b'n', b'g', 0x80,
+            ]),
+            Close(bad),
+        ),
+        (
+            "msgpack-bin-string",
+            "A channel sent as bin instead of str: protocol strings are str.",
+            false,
+            msgpack_only(&[
+                0x82, 0xa2, b'i', b'd', 0x01, 0xa9, b's', b'u', b'b', b's', b'c', b'r', b'i', b'b',
+                b'e', 0x81, 0xa7, b'c', b'h', b'a', b'n', b'n', b'e', b'l', 0xc4, 0x01, b'c',
+            ]),
+            Close(bad),
+        ),
+        (
+            "msgpack-bin-payload-key",
+            "A payload object whose key is bin: payload objects have string keys too.",
+            false,
+            msgpack_only(&publish_msgpack(&[0x81, 0xc4, 0x01, b'a', 0x01])),
+            Close(bad),
+        ),
+        (
+            "msgpack-nan",
+            "A payload float that is NaN: numbers are finite.",
+            false,
+            msgpack_only(&publish_msgpack(&[0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0])),
+            Close(bad),
+        ),
+        (
+            "msgpack-infinity",
+            "A payload float32 that is +infinity.",
+            false,
+            msgpack_only(&publish_msgpack(&[0xca, 0x7f, 0x80, 0, 0])),
+            Close(bad),
+        ),
+        (
+            "msgpack-float-id",
+            "An id that is the float 1.0: integer fields take integers only.",
+            false,
+            msgpack_only(&[
+                0x82, 0xa2, b'i', b'd', 0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0xa4, b'p', b'o', b'n',
+                b'g', 0x80,
+            ]),
+            Close(bad),
+        ),
+        (
+            "json-float-id",
+            "An id written 1.0: integer fields take integers only, not numbers with a fraction.",
+            false,
+            json_only(br#"{"id":1.0,"pong":{}}"#),
+            Close(bad),
+        ),
+        (
+            "json-exponent-id",
+            "An id written 1e0: an exponent makes a number a float.",
+            false,
+            json_only(br#"{"id":1e0,"pong":{}}"#),
+            Close(bad),
+        ),
+        (
+            "json-integer-beyond-64-bits",
+            "A payload integer of 2^64: integers must fit 64 bits (signed or unsigned).",
+            false,
+            json_only(br#"{"id":1,"publish":{"channel":"c","data":18446744073709551616}}"#),
             Close(bad),
         ),
         (

@@ -68,7 +68,7 @@ impl Settings {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-                toml::from_str(&text)
+                Settings::parse(&text)
                     .map_err(|err| format!("invalid config {}: {err}", path.display()))?
             }
             None => Settings::default(),
@@ -85,6 +85,25 @@ impl Settings {
         settings.hub.api_keys.extend(cli.api_keys.iter().cloned());
         if let Some(secs) = cli.drain_secs {
             settings.hub.drain = std::time::Duration::from_secs(secs);
+        }
+        Ok(settings)
+    }
+}
+
+impl Settings {
+    /// Reads a TOML file's text. Every key must be known: a typo is an error,
+    /// not a setting silently left at its default (some sections, such as
+    /// `[hub.limits]`, are also read from the wire, where unknown fields are
+    /// ignored, so the check is made here rather than by each type).
+    fn parse(text: &str) -> Result<Settings, String> {
+        let deserializer = toml::Deserializer::parse(text).map_err(|err| err.to_string())?;
+        let mut unknown = Vec::new();
+        let settings = serde_ignored::deserialize(deserializer, |path| {
+            unknown.push(path.to_string());
+        })
+        .map_err(|err| err.to_string())?;
+        if !unknown.is_empty() {
+            return Err(format!("unknown setting {}", unknown.join(", ")));
         }
         Ok(settings)
     }
@@ -153,7 +172,9 @@ user = "ada"
 
     #[test]
     fn unknown_keys_are_refused() {
-        let err = toml::from_str::<Settings>("bnd = \"x\"").unwrap_err();
-        assert!(err.to_string().contains("unknown field"), "{err}");
+        let err = Settings::parse("bnd = \"x\"").unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
+        let err = Settings::parse("[hub.limits]\nmax_frame_byte = 1").unwrap_err();
+        assert_eq!(err, "unknown setting hub.limits.max_frame_byte");
     }
 }

@@ -11,6 +11,43 @@ use serde::ser::{Serialize, Serializer};
 
 pub use serde_json::Number;
 
+mod read;
+mod write;
+
+pub use read::from_value;
+pub use write::to_value;
+
+/// Why a Rust value could not become a [`Value`] ([`to_value`]) or be read
+/// from one ([`from_value`]): an integer beyond 64 bits, a float that is not
+/// finite, a map key that is not a string, or a shape the type does not take.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ValueError(Box<str>);
+
+impl ValueError {
+    pub(crate) fn new(message: impl Into<String>) -> ValueError {
+        ValueError(message.into().into_boxed_str())
+    }
+
+    fn beyond_64_bits(n: impl fmt::Display) -> ValueError {
+        ValueError::new(format!(
+            "the integer {n} does not fit 64 bits (payload integers run from -2^63 to 2^64-1)"
+        ))
+    }
+}
+
+impl serde::ser::Error for ValueError {
+    fn custom<T: fmt::Display>(msg: T) -> ValueError {
+        ValueError::new(msg.to_string())
+    }
+}
+
+impl de::Error for ValueError {
+    fn custom<T: fmt::Display>(msg: T) -> ValueError {
+        ValueError::new(msg.to_string())
+    }
+}
+
 /// Capacity reserved up front for a sequence or map whose length the input
 /// declares; the rest grows as elements actually arrive, so a lying length
 /// cannot make decoding allocate more than the input justifies.
@@ -64,6 +101,18 @@ impl Value {
             Value::Bytes(b) => Some(b),
             _ => None,
         }
+    }
+
+    /// Reads the value as a `T` (see [`from_value`]), leaving it in place.
+    ///
+    /// ```
+    /// let value: sacred_proto::Value = [1i64, -2].into_iter().map(Into::into).collect();
+    /// let point: (i32, i32) = value.decode()?;
+    /// assert_eq!(point, (1, -2));
+    /// # Ok::<(), sacred_proto::ValueError>(())
+    /// ```
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, ValueError> {
+        from_value(self.clone())
     }
 
     /// Converts to a `serde_json::Value` the way a JSON frame would carry it:
@@ -126,15 +175,50 @@ impl From<Vec<u8>> for Value {
     }
 }
 
-impl From<i64> for Value {
-    fn from(n: i64) -> Self {
-        Value::Number(n.into())
+macro_rules! from_integers {
+    ($($int:ty),+) => {
+        $(
+            impl From<$int> for Value {
+                fn from(n: $int) -> Self {
+                    Value::Number(n.into())
+                }
+            }
+        )+
+    };
+}
+
+from_integers!(i8, i16, i32, i64, isize, u8, u16, u32, u64, usize);
+
+impl From<f32> for Value {
+    /// A non-finite float has no JSON form and becomes [`Value::Null`], as in `serde_json`.
+    fn from(n: f32) -> Self {
+        Value::from(f64::from(n))
     }
 }
 
-impl From<u64> for Value {
-    fn from(n: u64) -> Self {
-        Value::Number(n.into())
+impl From<()> for Value {
+    /// `()` is `null`, so `rpc("ping", ())` sends no argument.
+    fn from((): ()) -> Self {
+        Value::Null
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    /// `None` is `null`.
+    fn from(value: Option<T>) -> Self {
+        value.map_or(Value::Null, Into::into)
+    }
+}
+
+impl From<BTreeMap<String, Value>> for Value {
+    fn from(entries: BTreeMap<String, Value>) -> Self {
+        Value::Object(entries)
+    }
+}
+
+impl From<&String> for Value {
+    fn from(s: &String) -> Self {
+        Value::String(s.clone())
     }
 }
 
@@ -239,6 +323,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut object = BTreeMap::new();
+        // Keys are strings: the scan refuses a MessagePack key that is not a `str`.
         while let Some((key, value)) = map.next_entry::<String, Value>()? {
             match object.entry(key) {
                 Entry::Vacant(slot) => {
@@ -303,6 +388,84 @@ mod tests {
     fn duplicate_keys_are_refused() {
         let err = serde_json::from_str::<Value>(r#"{"a":1,"a":2}"#).unwrap_err();
         assert!(err.to_string().contains("duplicate key `a`"), "{err}");
+    }
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    enum Shape {
+        Dot,
+        Circle(f64),
+        Rect { w: u32, h: u32 },
+        Line(i64, i64),
+    }
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Drawing {
+        title: String,
+        shapes: Vec<Shape>,
+        #[serde(with = "serde_bytes")]
+        thumbnail: Vec<u8>,
+        layers: std::collections::HashMap<u32, bool>,
+        note: Option<String>,
+    }
+
+    #[test]
+    fn typed_values_round_trip_with_bytes_kept_as_bytes() {
+        let drawing = Drawing {
+            title: "plan".into(),
+            shapes: vec![
+                Shape::Dot,
+                Shape::Circle(1.5),
+                Shape::Rect { w: 2, h: 3 },
+                Shape::Line(-1, 1),
+            ],
+            thumbnail: vec![0, 255],
+            layers: [(7, true)].into(),
+            note: None,
+        };
+        let value = to_value(&drawing).unwrap();
+        let Value::Object(fields) = &value else {
+            panic!("an object")
+        };
+        assert_eq!(fields["thumbnail"], Value::Bytes(vec![0, 255]));
+        assert_eq!(
+            value.clone().into_json(),
+            json!({"title": "plan", "shapes": ["Dot", {"Circle": 1.5}, {"Rect": {"w": 2, "h": 3}}, {"Line": [-1, 1]}],
+                   "thumbnail": "AP8=", "layers": {"7": true}, "note": null})
+        );
+        assert_eq!(from_value::<Drawing>(value.clone()).unwrap(), drawing);
+        // Across a JSON frame the bytes arrive as base64 text, and still read back.
+        let through_json = Value::from(value.into_json());
+        assert_eq!(through_json.decode::<Drawing>().unwrap(), drawing);
+    }
+
+    #[test]
+    fn what_the_wire_cannot_carry_is_refused_with_a_reason() {
+        let big = to_value(&(u128::from(u64::MAX) + 1)).unwrap_err();
+        assert!(big.to_string().contains("does not fit 64 bits"), "{big}");
+        assert_eq!(to_value(&-5i128).unwrap(), Value::from(-5i64));
+        assert!(
+            to_value(&f32::INFINITY)
+                .unwrap_err()
+                .to_string()
+                .contains("finite")
+        );
+        let key = to_value(&std::collections::BTreeMap::from([((1, 2), 3)])).unwrap_err();
+        assert!(
+            key.to_string().contains("map keys must be strings"),
+            "{key}"
+        );
+        let narrow = from_value::<u8>(Value::from(300u64)).unwrap_err();
+        assert!(narrow.to_string().contains("300"), "{narrow}");
+        assert!(from_value::<serde_bytes::ByteBuf>(Value::from("not base64!")).is_err());
+    }
+
+    #[test]
+    fn small_types_convert_directly() {
+        assert_eq!(Value::from(()), Value::Null);
+        assert_eq!(Value::from(5i32), Value::from(5i64));
+        assert_eq!(Value::from(Some(2u8)), Value::from(2u64));
+        assert_eq!(Value::from(None::<bool>), Value::Null);
+        assert_eq!(Value::from(0.5f32), Value::from(0.5f64));
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 use sacred_client::{Client, ClientEvent};
-use sacred_proto::{ClientInfo, DisconnectCode};
-use sacred_server::{AuthError, Authenticator, Hub, Identity};
+use sacred_proto::DisconnectCode;
+use sacred_server::{AuthError, Authenticator, ConnectContext, Hub, Identity};
 use sacred_tests::{Server, WAIT};
 use tokio::sync::watch;
 
@@ -19,9 +19,9 @@ struct ShortLived;
 impl Authenticator for ShortLived {
     fn authenticate<'a>(
         &'a self,
-        token: Option<&'a str>,
-        _: &'a ClientInfo,
+        request: &'a ConnectContext,
     ) -> BoxFuture<'a, Result<Identity, AuthError>> {
+        let token = request.token.as_deref();
         let result = match token {
             Some(token) if token.starts_with('t') => {
                 let mut identity = Identity::user("ada");

@@ -1,5 +1,5 @@
 //! The reconnect schedule: exponential backoff with full jitter that stays in
-//! force at the cap, as DESIGN.md specifies:
+//! force at the cap (docs/protocol.md, section 13):
 //! `delay(n) = min(max, min + uniform(0, min(max, min * 2^n)))`.
 //!
 //! Written out rather than taken from `backon`: backon's jitter adds

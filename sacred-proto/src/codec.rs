@@ -5,6 +5,7 @@ use std::fmt;
 use crate::error::{DecodeError, EncodeError};
 use crate::limits::Limits;
 use crate::message::{Frame, Message};
+use crate::push::{Publication, PushKind};
 use crate::scan;
 
 /// A wire format. Every frame of a connection uses the one its WebSocket
@@ -221,6 +222,41 @@ impl Codec {
             }
         }
         frame
+    }
+
+    /// Encodes the push `{"publication": ...}` from a borrowed publication,
+    /// byte for byte what encoding a [`ServerMessage`](crate::ServerMessage)
+    /// holding it gives: a server fans out a stored publication without
+    /// copying its payload into a message first.
+    ///
+    /// ```
+    /// use sacred_proto::{Codec, Publication, ServerMessage, Value};
+    ///
+    /// let publication = Publication::new("news", Value::from("hi"), 1);
+    /// for codec in Codec::ALL {
+    ///     assert_eq!(
+    ///         codec.encode_publication(&publication)?,
+    ///         codec.encode(&ServerMessage::push(publication.clone()))?
+    ///     );
+    /// }
+    /// # Ok::<(), sacred_proto::EncodeError>(())
+    /// ```
+    pub fn encode_publication(self, publication: &Publication) -> Result<Vec<u8>, EncodeError> {
+        /// `{"publication": <borrowed>}`.
+        struct Push<'a>(&'a Publication);
+
+        impl serde::Serialize for Push<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry(PushKind::Publication.name(), self.0)?;
+                map.end()
+            }
+        }
+
+        let mut frame = Vec::with_capacity(128);
+        self.encode_to(&Push(publication), &mut frame)?;
+        Ok(frame)
     }
 
     /// Decodes a frame into its messages (one, or each of a batch, in order).

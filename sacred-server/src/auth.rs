@@ -1,19 +1,24 @@
-//! `Authenticator`: who a connection is, decided from its `connect` command.
+//! `Authenticator`: who a connection is, decided from its `connect` command
+//! and the HTTP request that opened the socket.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
+use axum::http::HeaderMap;
 use futures_util::future::BoxFuture;
-use sacred_proto::{ClientInfo, DisconnectCode};
+use sacred_proto::{ClientInfo, DisconnectCode, Value};
 use sha2::{Digest, Sha256};
 
 /// What an authenticator learned about a connection.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Identity {
     /// The user id; `None` for an anonymous connection.
     pub user: Option<String>,
     /// When the credential expires, milliseconds since the Unix epoch.
     pub expires: Option<u64>,
+    /// Application data for the client, sent as the connect reply's `data`.
+    pub data: Value,
 }
 
 impl Identity {
@@ -26,7 +31,54 @@ impl Identity {
     pub fn user(user: impl Into<String>) -> Identity {
         Identity {
             user: Some(user.into()),
-            expires: None,
+            ..Identity::default()
+        }
+    }
+
+    /// The credential expires at `expires` (milliseconds since the Unix
+    /// epoch): the connection closes with 3004 then unless the client refreshes.
+    pub fn expires(mut self, expires: u64) -> Identity {
+        self.expires = Some(expires);
+        self
+    }
+
+    /// Data for the client, sent in the connect reply.
+    pub fn data(mut self, data: impl Into<Value>) -> Identity {
+        self.data = data.into();
+        self
+    }
+}
+
+/// What an [`Authenticator`] is asked about: the credential and description
+/// from the `connect` command, and the HTTP request that opened the socket.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ConnectContext {
+    /// The token the client sent; `None` for an anonymous connect.
+    pub token: Option<String>,
+    /// What the client says about itself.
+    pub client: ClientInfo,
+    /// The connect command's application data.
+    pub data: Value,
+    /// The peer's socket address, when the host serves the router with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` (the
+    /// `sacred-server` binary does). Behind a proxy this is the proxy.
+    pub remote_addr: Option<SocketAddr>,
+    /// The headers of the upgrade request: `Origin`, `Cookie`, `User-Agent`,
+    /// whatever a proxy added. Empty for a `refresh`.
+    pub headers: HeaderMap,
+    /// Whether this is a `refresh` of a connected client's token rather
+    /// than a `connect` (then the new identity must name the same user).
+    pub refresh: bool,
+}
+
+impl ConnectContext {
+    /// A context holding only `token`: what a host's own tests of its
+    /// authenticator need.
+    pub fn new(token: Option<String>) -> ConnectContext {
+        ConnectContext {
+            token,
+            ..ConnectContext::default()
         }
     }
 }
@@ -57,17 +109,40 @@ impl AuthError {
     }
 }
 
-/// Decides who a connection is. Called for `connect` (and `refresh`) with the
-/// token the client sent and what it said about itself.
+/// Decides who a connection is. Called for `connect` (and `refresh`) with
+/// the token, what the client said about itself and the request context.
 ///
-/// Implement it to check JWTs, call an identity service, and so on; the hub
-/// calls it once per connect and does not cache the answer.
+/// Implement it to check JWTs, call an identity service, look at a session
+/// cookie, and so on; the hub calls it once per connect and does not cache
+/// the answer.
+///
+/// ```
+/// use futures_util::future::BoxFuture;
+/// use sacred_server::{AuthError, Authenticator, ConnectContext, Identity};
+///
+/// /// Accepts `Bearer <user>` cookies from one origin (a toy: check a signature in real code).
+/// struct SessionCookie;
+///
+/// impl Authenticator for SessionCookie {
+///     fn authenticate<'a>(&'a self, request: &'a ConnectContext) -> BoxFuture<'a, Result<Identity, AuthError>> {
+///         Box::pin(async move {
+///             let origin = request.headers.get("origin").and_then(|v| v.to_str().ok());
+///             if origin != Some("https://app.example.com") {
+///                 return Err(AuthError::PermissionDenied);
+///             }
+///             match request.token.as_deref() {
+///                 Some(user) => Ok(Identity::user(user)),
+///                 None => Err(AuthError::Unauthorized),
+///             }
+///         })
+///     }
+/// }
+/// ```
 pub trait Authenticator: Send + Sync + 'static {
-    /// The identity for `token` (absent for an anonymous client).
+    /// The identity for this connect (or refresh).
     fn authenticate<'a>(
         &'a self,
-        token: Option<&'a str>,
-        client: &'a ClientInfo,
+        request: &'a ConnectContext,
     ) -> BoxFuture<'a, Result<Identity, AuthError>>;
 }
 
@@ -94,10 +169,9 @@ impl StaticKeys {
 impl Authenticator for StaticKeys {
     fn authenticate<'a>(
         &'a self,
-        token: Option<&'a str>,
-        _client: &'a ClientInfo,
+        request: &'a ConnectContext,
     ) -> BoxFuture<'a, Result<Identity, AuthError>> {
-        let result = match token {
+        let result = match request.token.as_deref() {
             None if self.allow_anonymous => Ok(Identity::anonymous()),
             None => Err(AuthError::Unauthorized),
             Some(token) => self
@@ -121,8 +195,8 @@ mod tests {
     use crate::ApiKey;
 
     fn check(auth: &StaticKeys, token: Option<&str>) -> Result<Identity, AuthError> {
-        let client = ClientInfo::default();
-        futures_util::FutureExt::now_or_never(auth.authenticate(token, &client)).unwrap()
+        let request = ConnectContext::new(token.map(str::to_owned));
+        futures_util::FutureExt::now_or_never(auth.authenticate(&request)).unwrap()
     }
 
     #[test]

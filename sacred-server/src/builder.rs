@@ -12,6 +12,10 @@ use sacred_proto::{Limits, Value, validate_channel};
 
 use crate::auth::{Authenticator, StaticKeys};
 use crate::history::{HistoryStore, MemoryHistory};
+use crate::hooks::{
+    ClientContext, DisconnectContext, Hooks, PublishContext, Refusal, SendContext,
+    SubscribeContext, erase,
+};
 use crate::hub::Hub;
 use crate::options::{ApiKey, HubOptions, NamespaceOptions};
 use crate::rpc::{RpcContext, RpcError, RpcHandler};
@@ -29,6 +33,7 @@ pub struct HubBuilder {
     auth: Option<Arc<dyn Authenticator>>,
     history: Option<Arc<dyn HistoryStore>>,
     rpc: HashMap<String, RpcHandler>,
+    hooks: Hooks,
 }
 
 /// A setting [`HubBuilder::build`] refused.
@@ -136,6 +141,84 @@ impl HubBuilder {
         self
     }
 
+    /// Called once a client has connected (after its connect reply is
+    /// queued), with its id, identity and address. Awaited before the
+    /// client's next command runs.
+    ///
+    /// ```
+    /// let builder = sacred_server::Hub::builder().on_connect(|ctx| async move {
+    ///     println!("{} connected as {:?}", ctx.client.id, ctx.client.user);
+    /// });
+    /// ```
+    pub fn on_connect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(ClientContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.on_connect = Some(erase(hook));
+        self
+    }
+
+    /// Called once a connected client has gone and left its channels, with
+    /// the close code and reason.
+    pub fn on_disconnect<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(DisconnectContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.on_disconnect = Some(erase(hook));
+        self
+    }
+
+    /// Decides, per client and channel, who may subscribe; also asked for
+    /// `presence` and `history` (whoever may subscribe may see those). Runs
+    /// after the namespace's own `subscribe` rule has admitted the client.
+    ///
+    /// ```
+    /// use sacred_server::{Hub, Refusal};
+    ///
+    /// // `user:<id>` channels are private to their user.
+    /// let builder = Hub::builder().authorize_subscribe(|ctx| async move {
+    ///     match ctx.channel.strip_prefix("user:") {
+    ///         Some(owner) if ctx.client.user.as_deref() != Some(owner) => {
+    ///             Err(Refusal::permission_denied("another user's channel"))
+    ///         }
+    ///         _ => Ok(()),
+    ///     }
+    /// });
+    /// ```
+    pub fn authorize_subscribe<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(SubscribeContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Refusal>> + Send + 'static,
+    {
+        self.hooks.subscribe = Some(erase(hook));
+        self
+    }
+
+    /// Decides, per client, channel and payload, who may publish. Runs after
+    /// the namespace's own `publish` rule; host code publishing through
+    /// [`Hub::publish`] is not asked.
+    pub fn authorize_publish<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(PublishContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Refusal>> + Send + 'static,
+    {
+        self.hooks.publish = Some(erase(hook));
+        self
+    }
+
+    /// Decides who may `send` to whom (both are connected clients). Without
+    /// it any client may send to any client id it knows.
+    pub fn authorize_send<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(SendContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Refusal>> + Send + 'static,
+    {
+        self.hooks.send = Some(erase(hook));
+        self
+    }
+
     /// Checks the settings and returns the router to mount and the hub handle.
     pub fn build(self) -> Result<(Router, Hub), BuildError> {
         let options = self.options;
@@ -175,7 +258,7 @@ impl HubBuilder {
         let history = self
             .history
             .unwrap_or_else(|| Arc::new(MemoryHistory::new()));
-        let hub = Hub::new(options, auth, history, self.rpc);
+        let hub = Hub::new(options, auth, history, self.rpc, self.hooks);
         Ok((crate::router::router(hub.clone()), hub))
     }
 }
@@ -185,6 +268,7 @@ impl fmt::Debug for HubBuilder {
         f.debug_struct("HubBuilder")
             .field("options", &self.options)
             .field("rpc", &self.rpc.keys().collect::<Vec<_>>())
+            .field("hooks", &self.hooks)
             .finish_non_exhaustive()
     }
 }

@@ -5,9 +5,11 @@
 //! the commands sent after it on the same connection, nobody else's.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
+use axum::http::HeaderMap;
 use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
 use sacred_proto::{
@@ -17,35 +19,54 @@ use sacred_proto::{
 };
 use tokio::time::{Instant, sleep_until};
 
-use crate::hub::{Hub, allowed};
+use crate::auth::ConnectContext;
+use crate::hooks::{ClientContext, DisconnectContext, guarded};
+use crate::hub::Hub;
 use crate::id::random_id;
-use crate::outbound::{self, Outbound};
+use crate::outbound::{self, Closing, Outbound};
 use crate::rpc::RpcContext;
 use crate::time::now_ms;
 
+/// What the HTTP request that opened the socket said: kept for the
+/// authenticator until `connect`, then dropped (an idle connection does not
+/// carry its headers).
+#[derive(Debug, Default)]
+pub(crate) struct Upgrade {
+    pub(crate) headers: HeaderMap,
+    pub(crate) remote_addr: Option<SocketAddr>,
+}
+
 /// Runs a connection until it closes, then removes it from the hub.
-pub(crate) async fn serve(hub: Hub, socket: WebSocket, codec: Codec) {
+pub(crate) async fn serve(hub: Hub, socket: WebSocket, codec: Codec, upgrade: Upgrade) {
     let (sink, mut stream) = socket.split();
     let (outbound, rx) = Outbound::new(codec, hub.options().outbound_queue_bytes);
     let writer = tokio::spawn(outbound::write(sink, rx, outbound.clone()));
     let mut connection = Connection {
         connect_deadline: Instant::now() + hub.options().connect_timeout,
+        remote_addr: upgrade.remote_addr,
+        upgrade: Some(Box::new(upgrade)),
         hub,
         codec,
         outbound,
         session: None,
         subs: HashSet::new(),
         pong_due: None,
+        peer_close: None,
     };
     connection.run(&mut stream).await;
     connection.leave().await;
     let _ = writer.await;
+    connection.tell_host().await;
 }
 
 struct Connection {
     hub: Hub,
     codec: Codec,
     outbound: Outbound,
+    /// The upgrade request, until `connect` (boxed: most of its life a
+    /// connection has none).
+    upgrade: Option<Box<Upgrade>>,
+    remote_addr: Option<SocketAddr>,
     /// Set by a successful `connect`.
     session: Option<Session>,
     /// Channels this connection is subscribed to.
@@ -54,6 +75,8 @@ struct Connection {
     connect_deadline: Instant,
     /// After a ping: when the connection is closed unless a command arrives.
     pong_due: Option<Instant>,
+    /// The code and reason of the client's close frame, if it sent one.
+    peer_close: Option<(u16, String)>,
 }
 
 struct Session {
@@ -93,10 +116,41 @@ impl Connection {
                         self.outbound.close(DisconnectCode::BAD_REQUEST);
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => self.outbound.peer_gone(),
+                    Some(Ok(Message::Close(frame))) => {
+                        // A close frame without a code is 1005, "no status" (RFC 6455, 7.4.1).
+                        self.peer_close = Some(frame.map_or((1005, String::new()), |frame| {
+                            (frame.code, frame.reason.to_string())
+                        }));
+                        self.outbound.peer_gone();
+                    }
+                    Some(Err(err)) => self.transport_error(err),
+                    None => self.outbound.peer_gone(),
                 },
                 _ = sleep_until(deadline.unwrap_or_else(never)), if deadline.is_some() => self.deadline_passed(),
             }
+        }
+    }
+
+    /// What the WebSocket layer refused before Sacred saw a frame gets the
+    /// code the protocol gives it, with a close frame, where the socket can
+    /// still carry one: invalid UTF-8 in a text frame is 3501 like any other
+    /// undecodable frame, a frame over the transport's cap is 3506 (message
+    /// too big). Anything else means the peer is gone.
+    fn transport_error(&mut self, err: axum::Error) {
+        use tungstenite::error::{Error, ProtocolError};
+        let code = match err.into_inner().downcast::<Error>().map(|err| *err) {
+            Ok(Error::Utf8(_)) => Some(DisconnectCode::BAD_REQUEST),
+            Ok(Error::Capacity(_)) => Some(DisconnectCode::MESSAGE_TOO_BIG),
+            Ok(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => None,
+            Ok(Error::Protocol(_)) => Some(DisconnectCode::BAD_REQUEST),
+            Ok(_) | Err(_) => None,
+        };
+        match code {
+            Some(code) => {
+                tracing::debug!(%code, "frame refused by the WebSocket layer");
+                self.outbound.close(code);
+            }
+            None => self.outbound.peer_gone(),
         }
     }
 
@@ -188,36 +242,28 @@ impl Connection {
                 }
                 result.map(|()| UnsubscribeReply::default().into())
             }
-            Command::Publish(publish) => match self.hub.namespace(&publish.channel).cloned() {
-                Ok(options) => match allowed(options.publish, &peer) {
-                    Ok(()) => {
-                        let publication = self.hub.publish_as(
-                            Some(peer),
-                            &publish.channel,
-                            &options,
-                            publish.data,
-                        );
-                        publication.await.map(Reply::from)
-                    }
-                    Err(err) => Err(err),
-                },
-                Err(err) => Err(err),
-            },
+            Command::Publish(publish) => self
+                .hub
+                .publish_from(peer, &publish.channel, publish.data)
+                .await
+                .map(Reply::from),
             Command::Send(send) => self
                 .hub
-                .send_as(Some(peer), &send.to, send.data)
+                .send_from(peer, &send.to, send.data)
+                .await
                 .map(|()| SendReply::default().into()),
-            Command::Presence(presence) => {
-                self.hub
-                    .presence_of(&presence.channel)
-                    .await
-                    .map(|clients| {
-                        let mut reply = PresenceReply::default();
-                        reply.clients = clients;
-                        reply.into()
-                    })
+            Command::Presence(presence) => self
+                .hub
+                .presence_of(&peer, &presence.channel)
+                .await
+                .map(|clients| {
+                    let mut reply = PresenceReply::default();
+                    reply.clients = clients;
+                    reply.into()
+                }),
+            Command::History(history) => {
+                self.hub.history_of(&peer, &history).await.map(Reply::from)
             }
-            Command::History(history) => self.hub.history_of(&history).await.map(Reply::from),
             Command::Rpc(rpc) => self.rpc(peer, rpc).await,
             Command::Pong(_) => Ok(PongReply::new(now_ms()).into()),
             Command::Refresh(refresh) => self.refresh(&peer, refresh).await,
@@ -233,19 +279,33 @@ impl Connection {
                 .send_message(&ServerMessage::error(id, ErrorCode::ALREADY_CONNECTED));
         }
         let hub = self.hub.clone();
-        let identity = match hub
-            .inner
-            .auth
-            .authenticate(request.token.as_deref(), &request.client)
-            .await
-        {
-            Ok(identity) => identity,
-            Err(err) => {
+        let upgrade = self.upgrade.take().unwrap_or_default();
+        let context = ConnectContext {
+            token: request.token,
+            client: request.client,
+            data: request.data,
+            remote_addr: upgrade.remote_addr,
+            headers: upgrade.headers,
+            refresh: false,
+        };
+        let verdict = guarded(
+            "authenticator",
+            hub.inner.auth.authenticate(&context),
+            hub.options().rpc_timeout,
+        )
+        .await;
+        let identity = match verdict {
+            Ok(Ok(identity)) => identity,
+            Ok(Err(err)) => {
                 tracing::debug!(%err, "connect refused");
                 return self.outbound.close(err.disconnect_code());
             }
+            Err(err) => {
+                tracing::warn!(%err, "the authenticator failed");
+                return self.outbound.close(DisconnectCode::SERVER_ERROR);
+            }
         };
-        let peer = Peer::new(random_id(12), identity.user, request.client);
+        let peer = Peer::new(random_id(12), identity.user, context.client);
         let options = hub.options();
         let ping_interval = if peer.info.runtime == "mobile" {
             options.mobile_ping_interval
@@ -264,7 +324,9 @@ impl Connection {
         );
         reply.version = concat!("sacred-server/", env!("CARGO_PKG_VERSION")).to_owned();
         reply.expires = identity.expires;
-        hub.register(&peer.id, self.outbound.clone());
+        reply.data = identity.data;
+        reply.limits = Some(options.limits.clone());
+        hub.register(&peer, self.outbound.clone());
         self.session = Some(Session {
             peer: peer.clone(),
             ping_interval,
@@ -289,6 +351,14 @@ impl Connection {
             self.outbound
                 .send_message(&ServerMessage::push(unsubscribed));
         }
+        let connected = ClientContext {
+            client: peer,
+            remote_addr: self.remote_addr,
+        };
+        hub.inner
+            .hooks
+            .connected(connected, hub.options().rpc_timeout)
+            .await;
     }
 
     async fn subscribe(
@@ -317,27 +387,35 @@ impl Connection {
             caller,
             method: request.method,
         };
-        match tokio::time::timeout(
-            self.hub.options().rpc_timeout,
-            handler.call(context, request.data),
-        )
-        .await
-        {
-            Ok(Ok(data)) => Ok(RpcReply::new(data).into()),
-            Ok(Err(err)) => Err(err.into()),
-            Err(_) => Err(ErrorCode::TIMEOUT.into()),
+        let timeout = self.hub.options().rpc_timeout;
+        match guarded("rpc", handler.call(context, request.data), timeout).await? {
+            Ok(data) => Ok(RpcReply::new(data).into()),
+            Err(err) => Err(err.into()),
         }
     }
 
     async fn refresh(&mut self, peer: &Peer, request: RefreshRequest) -> Result<Reply, ReplyError> {
-        let identity = self
-            .hub
-            .inner
-            .auth
-            .authenticate(Some(&request.token), &peer.info)
-            .await;
-        let identity =
-            identity.map_err(|err| ReplyError::new(ErrorCode::UNAUTHORIZED, err.to_string()))?;
+        if peer.user.is_none() {
+            return Err(ReplyError::new(
+                ErrorCode::UNAUTHORIZED,
+                "an anonymous connection has no token to refresh: reconnect with a token",
+            ));
+        }
+        let context = ConnectContext {
+            token: Some(request.token),
+            client: peer.info.clone(),
+            remote_addr: self.remote_addr,
+            refresh: true,
+            ..ConnectContext::default()
+        };
+        let timeout = self.hub.options().rpc_timeout;
+        let identity = guarded(
+            "authenticator",
+            self.hub.inner.auth.authenticate(&context),
+            timeout,
+        )
+        .await?
+        .map_err(|err| ReplyError::new(ErrorCode::UNAUTHORIZED, err.to_string()))?;
         if identity.user != peer.user {
             return Err(ReplyError::new(
                 ErrorCode::UNAUTHORIZED,
@@ -359,5 +437,26 @@ impl Connection {
             let _ = self.hub.unsubscribe(&session.peer.id, &channel).await;
         }
         self.hub.unregister(&session.peer.id);
+    }
+
+    /// Tells the host's `on_disconnect` hook how the connection ended.
+    async fn tell_host(self) {
+        let Some(session) = self.session else { return };
+        let closing = self.outbound.closing().borrow().clone();
+        let (code, reason) = match (closing, self.peer_close) {
+            (Some(Closing::Disconnect(code, reason)), _) => (code.as_u16(), reason),
+            (_, Some(close)) => close,
+            _ => (1006, String::new()),
+        };
+        let context = DisconnectContext {
+            client: session.peer,
+            code,
+            reason,
+        };
+        self.hub
+            .inner
+            .hooks
+            .disconnected(context, self.hub.options().rpc_timeout)
+            .await;
     }
 }

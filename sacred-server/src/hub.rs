@@ -8,17 +8,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use dashmap::DashMap;
 use sacred_proto::{
-    Codec, DirectMessage, DisconnectCode, ErrorCode, HistoryReply, HistoryRequest, Join, Leave,
-    Migrate, Peer, Publication, PublishReply, ReplyError, ServerMessage, SubscribeReply,
-    SubscribeRequest, Value, channel_namespace,
+    Codec, DirectMessage, DisconnectCode, EncodeError, ErrorCode, HistoryReply, HistoryRequest,
+    Join, Leave, Migrate, Peer, Publication, PublishReply, ReplyError, ServerMessage,
+    SubscribeReply, SubscribeRequest, Value, channel_namespace,
 };
 use tokio::sync::{Mutex, Notify};
 
 use crate::auth::Authenticator;
 use crate::builder::HubBuilder;
 use crate::history::{HistoryError, HistoryStore, Query, Retention};
+use crate::hooks::{ChannelUse, Hooks, PublishContext, SendContext, SubscribeContext};
 use crate::options::{Access, HubOptions, NamespaceOptions};
-use crate::outbound::{Outbound, encode};
+use crate::outbound::{self, Outbound};
 use crate::rpc::RpcHandler;
 use crate::time::now_ms;
 
@@ -34,6 +35,7 @@ pub(crate) struct HubInner {
     pub(crate) auth: Arc<dyn Authenticator>,
     pub(crate) history: Arc<dyn HistoryStore>,
     pub(crate) rpc: HashMap<String, RpcHandler>,
+    pub(crate) hooks: Hooks,
     /// Connected clients by client id.
     clients: DashMap<String, Client>,
     /// Channels with subscribers (or a publish in progress), by name.
@@ -46,6 +48,7 @@ pub(crate) struct HubInner {
 
 /// A connected client, as the hub reaches it.
 struct Client {
+    peer: Peer,
     outbound: Outbound,
 }
 
@@ -76,7 +79,7 @@ impl Members {
                 .values()
                 .filter(|m| m.join_leave)
                 .map(|m| &m.outbound),
-            push,
+            |codec| codec.encode(push),
         );
     }
 }
@@ -90,6 +93,11 @@ impl PublishError {
     /// The error code: 102 (unknown namespace) or 100 (the history store failed).
     pub fn code(&self) -> ErrorCode {
         self.0.error_code()
+    }
+
+    /// The error as the protocol carries it.
+    pub fn reply_error(&self) -> &ReplyError {
+        &self.0
     }
 }
 
@@ -109,12 +117,14 @@ impl Hub {
         auth: Arc<dyn Authenticator>,
         history: Arc<dyn HistoryStore>,
         rpc: HashMap<String, RpcHandler>,
+        hooks: Hooks,
     ) -> Hub {
         let inner = HubInner {
             options,
             auth,
             history,
             rpc,
+            hooks,
             clients: DashMap::new(),
             channels: DashMap::new(),
             ready: AtomicBool::new(true),
@@ -136,7 +146,7 @@ impl Hub {
 
     /// Sends `data` to one client as a `message` push from the server.
     pub fn send(&self, client: &str, data: Value) -> Result<(), SendError> {
-        self.send_as(None, client, data)
+        self.deliver(None, client, data)
             .map_err(|_| SendError(client.to_owned()))
     }
 
@@ -163,6 +173,12 @@ impl Hub {
     /// How many clients are connected.
     pub fn connections(&self) -> usize {
         self.inner.clients.len()
+    }
+
+    /// How many channels have subscribers on this node now. A channel
+    /// without subscribers takes no memory in the hub.
+    pub fn channels(&self) -> usize {
+        self.inner.channels.len()
     }
 
     /// Whether the hub accepts connections (false once shutdown began).
@@ -220,10 +236,12 @@ impl Hub {
             })
     }
 
-    pub(crate) fn register(&self, client: &str, outbound: Outbound) {
-        self.inner
-            .clients
-            .insert(client.to_owned(), Client { outbound });
+    pub(crate) fn register(&self, peer: &Peer, outbound: Outbound) {
+        let client = Client {
+            peer: peer.clone(),
+            outbound,
+        };
+        self.inner.clients.insert(peer.id.clone(), client);
     }
 
     pub(crate) fn unregister(&self, client: &str) {
@@ -252,6 +270,56 @@ impl Hub {
         }
     }
 
+    /// Checks that `peer` may use `channel` for `purpose`: the namespace
+    /// exists, its subscribe rule admits the peer, and the host's subscribe
+    /// hook agrees. Presence and history take the same permission as subscribing.
+    pub(crate) async fn may_use(
+        &self,
+        peer: &Peer,
+        channel: &str,
+        purpose: ChannelUse,
+    ) -> Result<&NamespaceOptions, ReplyError> {
+        let options = self.namespace(channel)?;
+        allowed(options.subscribe, peer)?;
+        let context = || SubscribeContext {
+            client: peer.clone(),
+            channel: channel.to_owned(),
+            purpose,
+        };
+        self.inner
+            .hooks
+            .may_subscribe(context, self.inner.options.rpc_timeout)
+            .await?;
+        Ok(options)
+    }
+
+    /// Publishes a client's publication, if the namespace and the host allow it.
+    pub(crate) async fn publish_from(
+        &self,
+        peer: Peer,
+        channel: &str,
+        data: Value,
+    ) -> Result<PublishReply, ReplyError> {
+        let options = self.namespace(channel)?;
+        allowed(options.publish, &peer)?;
+        let data = match &self.inner.hooks.publish {
+            None => data,
+            Some(_) => {
+                // The hook sees the payload; the hub keeps publishing its own.
+                let context = || PublishContext {
+                    client: peer.clone(),
+                    channel: channel.to_owned(),
+                    data: data.clone(),
+                };
+                let timeout = self.inner.options.rpc_timeout;
+                self.inner.hooks.may_publish(context, timeout).await?;
+                data
+            }
+        };
+        let options = options.clone();
+        self.publish_as(Some(peer), channel, &options, data).await
+    }
+
     pub(crate) async fn publish_as(
         &self,
         from: Option<Peer>,
@@ -268,34 +336,54 @@ impl Hub {
                 continue;
             }
             let mut reply = PublishReply::default();
-            if options.history_size > 0 {
+            let publication = if options.history_size > 0 {
                 let retention = Retention::new(options.history_size, options.history_ttl);
-                let position = self
+                let stored = self
                     .inner
                     .history
-                    .append(channel, publication.clone(), retention)
+                    .append(channel, publication, retention)
                     .await
                     .map_err(store_error)?;
-                publication.offset = Some(position.offset);
-                publication.epoch = Some(position.epoch.clone());
-                reply.offset = Some(position.offset);
-                reply.epoch = Some(position.epoch);
-            }
-            fan_out(
-                members.by_client.values().map(|m| &m.outbound),
-                &ServerMessage::push(publication),
-            );
+                reply.offset = stored.offset;
+                reply.epoch.clone_from(&stored.epoch);
+                stored
+            } else {
+                Arc::new(publication)
+            };
+            fan_out(members.by_client.values().map(|m| &m.outbound), |codec| {
+                codec.encode_publication(&publication)
+            });
             self.forget_if_empty(channel, &mut members);
             return Ok(reply);
         }
     }
 
-    pub(crate) fn send_as(
+    /// Sends a client's direct message, if the host allows it.
+    pub(crate) async fn send_from(
         &self,
-        from: Option<Peer>,
+        from: Peer,
         to: &str,
         data: Value,
     ) -> Result<(), ReplyError> {
+        if self.inner.hooks.send.is_some() {
+            let recipient = self
+                .inner
+                .clients
+                .get(to)
+                .map(|client| client.peer.clone())
+                .ok_or_else(|| ReplyError::from(ErrorCode::CLIENT_NOT_FOUND))?;
+            let context = || SendContext {
+                from: from.clone(),
+                to: recipient,
+            };
+            let timeout = self.inner.options.rpc_timeout;
+            self.inner.hooks.may_send(context, timeout).await?;
+        }
+        self.deliver(Some(from), to, data)
+    }
+
+    /// Queues a `message` push to client `to`.
+    fn deliver(&self, from: Option<Peer>, to: &str, data: Value) -> Result<(), ReplyError> {
         let client = self
             .inner
             .clients
@@ -315,8 +403,9 @@ impl Hub {
         outbound: &Outbound,
         request: &SubscribeRequest,
     ) -> Result<SubscribeReply, ReplyError> {
-        let options = self.namespace(&request.channel)?;
-        allowed(options.subscribe, peer)?;
+        let options = self
+            .may_use(peer, &request.channel, ChannelUse::Subscribe)
+            .await?;
         loop {
             let live = self.channel(&request.channel);
             let mut members = live.members.lock().await;
@@ -413,26 +502,36 @@ impl Hub {
         Ok(())
     }
 
-    pub(crate) async fn presence_of(&self, channel: &str) -> Result<Vec<Peer>, ReplyError> {
+    pub(crate) async fn presence_of(
+        &self,
+        peer: &Peer,
+        channel: &str,
+    ) -> Result<Vec<Peer>, ReplyError> {
         if !self.namespace(channel)?.presence {
             return Err(ReplyError::new(
                 ErrorCode::NOT_AVAILABLE,
                 "presence is off for this namespace",
             ));
         }
+        self.may_use(peer, channel, ChannelUse::Presence).await?;
         Ok(self.presence(channel).await)
     }
 
     pub(crate) async fn history_of(
         &self,
+        peer: &Peer,
         request: &HistoryRequest,
     ) -> Result<HistoryReply, ReplyError> {
-        if self.namespace(&request.channel)?.history_size == 0 {
+        let options = self.namespace(&request.channel)?;
+        if options.history_size == 0 {
             return Err(ReplyError::new(
                 ErrorCode::NOT_AVAILABLE,
                 "history is off for this namespace",
             ));
         }
+        self.may_use(peer, &request.channel, ChannelUse::History)
+            .await?;
+        // Absent, `limit` means every publication kept (at most `history_size`).
         let query = Query {
             since: request.since.clone(),
             limit: request.limit.map(|l| l as usize),
@@ -455,29 +554,35 @@ impl Hub {
     }
 }
 
-/// Whether `peer` passes `access`.
+/// Whether `peer` passes `access`: an anonymous client where a user is
+/// needed gets 101 (unauthorized), anyone where nobody may gets 103.
 pub(crate) fn allowed(access: Access, peer: &Peer) -> Result<(), ReplyError> {
-    let ok = match access {
-        Access::Anyone => true,
-        Access::Authenticated => peer.user.is_some(),
-        Access::Nobody => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(ErrorCode::PERMISSION_DENIED.into())
+    match access {
+        Access::Anyone => Ok(()),
+        Access::Authenticated if peer.user.is_some() => Ok(()),
+        Access::Authenticated => Err(ReplyError::new(
+            ErrorCode::UNAUTHORIZED,
+            "this namespace is for authenticated users",
+        )),
+        Access::Nobody => Err(ReplyError::new(
+            ErrorCode::PERMISSION_DENIED,
+            "no client may do this in this namespace",
+        )),
     }
 }
 
-/// Sends one message to many connections, encoding it once per codec.
-fn fan_out<'a>(targets: impl Iterator<Item = &'a Outbound>, message: &ServerMessage) {
+/// Sends one push to many connections, encoding it once per codec.
+fn fan_out<'a>(
+    targets: impl Iterator<Item = &'a Outbound>,
+    encode: impl Fn(Codec) -> Result<Vec<u8>, EncodeError>,
+) {
     let mut frames: [Option<axum::extract::ws::Message>; 2] = [None, None];
     for outbound in targets {
         let codec = outbound.codec();
         let slot = &mut frames[usize::from(codec == Codec::MsgPack)];
         if slot.is_none() {
-            match encode(codec, message) {
-                Ok(frame) => *slot = Some(frame),
+            match encode(codec) {
+                Ok(bytes) => *slot = Some(outbound::frame(codec, bytes)),
                 Err(err) => {
                     tracing::error!(%err, "cannot encode a push");
                     return;
@@ -491,8 +596,23 @@ fn fan_out<'a>(targets: impl Iterator<Item = &'a Outbound>, message: &ServerMess
 }
 
 fn store_error(err: HistoryError) -> ReplyError {
-    tracing::warn!(%err, "history store failed");
+    tracing::warn!(err = %ErrorChain(&err), "history store failed");
     ReplyError::new(ErrorCode::INTERNAL, "history store failed")
+}
+
+/// Shows an error with its whole `source()` chain, for logs.
+pub(crate) struct ErrorChain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Debug for Hub {

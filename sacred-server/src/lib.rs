@@ -36,7 +36,8 @@
 //! - `outbound`: the per-connection queue bounded in bytes, and its writer.
 //! - `router`: `/ws` (with subprotocol negotiation), `/health`, `/ready`.
 //! - `options`: [`HubOptions`], [`NamespaceOptions`], [`Access`], [`ApiKey`].
-//! - `auth`: the [`Authenticator`] extension point and [`StaticKeys`].
+//! - `auth`: the [`Authenticator`] extension point, its [`ConnectContext`], [`StaticKeys`].
+//! - `hooks`: host hooks ([`HubBuilder::on_connect`], [`HubBuilder::authorize_subscribe`], ...) and [`Refusal`].
 //! - `history`: the [`HistoryStore`] extension point and [`MemoryHistory`].
 //! - `rpc`: [`RpcContext`] and [`RpcError`] for RPC handlers.
 //!
@@ -44,7 +45,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `cli` | yes | the `sacred-server` binary (clap, TOML, log formatting); embedders can turn it off |
+//! | `cli` | yes | the `sacred-server` binary (clap, TOML, hyper's HTTP/1.1 server, log formatting); embedders can turn it off |
 //!
 //! # Decisions
 //!
@@ -52,16 +53,21 @@
 //!   subscribing (history read, registration, reply) take it, so recovery is
 //!   race-free and publications reach each subscriber in offset order; there is
 //!   no global lock on the publish path.
-//! - A publication is encoded once per codec and the same bytes are queued to
-//!   every subscriber. Each connection's queue is bounded in bytes; overflow
-//!   closes the connection with 3002 (slow consumer).
-//! - Commands of one connection execute in order, one at a time.
-//! - Set `TCP_NODELAY` on the listener's sockets (the binary does).
+//! - A publication is stored once and encoded once per codec, and the same bytes
+//!   are queued to every subscriber. Each connection's queue is bounded in
+//!   bytes; overflow closes the connection with 3002 (slow consumer).
+//! - Commands of one connection execute in order, one at a time; host hooks and
+//!   RPC handlers run inside that order, bounded by `rpc_timeout`, and a panic in
+//!   host code refuses the command (error 100) instead of ending the connection.
+//! - Set `TCP_NODELAY` on the listener's sockets (the binary does), and serve
+//!   with `into_make_service_with_connect_info::<SocketAddr>()` so that
+//!   authenticators see the peer's address.
 
 mod auth;
 mod builder;
 mod connection;
 mod history;
+mod hooks;
 mod hub;
 mod id;
 mod options;
@@ -75,9 +81,13 @@ mod time;
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
-pub use auth::{AuthError, Authenticator, Identity, StaticKeys};
+pub use auth::{AuthError, Authenticator, ConnectContext, Identity, StaticKeys};
 pub use builder::{BuildError, HubBuilder};
 pub use history::{HistoryError, HistoryStore, MemoryHistory, Page, Query, Retention};
+pub use hooks::{
+    ChannelUse, ClientContext, DisconnectContext, PublishContext, Refusal, SendContext,
+    SubscribeContext,
+};
 pub use hub::{Hub, PublishError, SendError};
 pub use options::{Access, ApiKey, HubOptions, NamespaceOptions};
 pub use rpc::{RpcContext, RpcError};

@@ -1,5 +1,5 @@
 //! `HubOptions` and `NamespaceOptions`: every tunable of a hub, with the
-//! defaults DESIGN.md asks for, readable from a TOML file.
+//! defaults the requirements ask for, readable from a TOML file.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -53,6 +53,51 @@ impl Default for NamespaceOptions {
             subscribe: Access::Anyone,
             publish: Access::Anyone,
         }
+    }
+}
+
+impl NamespaceOptions {
+    /// Keeps `size` publications per channel for `ttl` each (0 turns history,
+    /// and with it recovery, off).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sacred_server::{Access, NamespaceOptions};
+    ///
+    /// let chat = NamespaceOptions::default()
+    ///     .history(1000, Duration::from_secs(24 * 3600))
+    ///     .presence(false)
+    ///     .publish(Access::Authenticated);
+    /// # let _ = chat;
+    /// ```
+    pub fn history(mut self, size: usize, ttl: Duration) -> Self {
+        self.history_size = size;
+        self.history_ttl = ttl;
+        self
+    }
+
+    /// Whether `presence` may be asked.
+    pub fn presence(mut self, on: bool) -> Self {
+        self.presence = on;
+        self
+    }
+
+    /// Whether subscribers may opt in to `join` and `leave` pushes.
+    pub fn join_leave(mut self, on: bool) -> Self {
+        self.join_leave = on;
+        self
+    }
+
+    /// Who may subscribe (and read presence and history).
+    pub fn subscribe(mut self, access: Access) -> Self {
+        self.subscribe = access;
+        self
+    }
+
+    /// Who may publish from a client.
+    pub fn publish(mut self, access: Access) -> Self {
+        self.publish = access;
+        self
     }
 }
 

@@ -179,14 +179,21 @@ pub(crate) fn encode(
     codec: Codec,
     message: &ServerMessage,
 ) -> Result<Message, sacred_proto::EncodeError> {
-    let bytes = codec.encode(message)?;
-    Ok(match codec {
-        // serde_json writes UTF-8; the check is a formality the type needs.
-        Codec::Json => Message::Text(Utf8Bytes::from(
-            String::from_utf8(bytes).unwrap_or_default(),
-        )),
+    codec.encode(message).map(|bytes| frame(codec, bytes))
+}
+
+/// Encoded bytes as the frame type their codec uses: text for JSON, binary
+/// for MessagePack.
+pub(crate) fn frame(codec: Codec, bytes: Vec<u8>) -> Message {
+    match codec {
+        Codec::Json => match String::from_utf8(bytes) {
+            Ok(text) => Message::Text(Utf8Bytes::from(text)),
+            // serde_json writes UTF-8 only; were it ever not, the frame would
+            // still carry the message, with the bad bytes replaced.
+            Err(err) => Message::Text(String::from_utf8_lossy(err.as_bytes()).into_owned().into()),
+        },
         Codec::MsgPack => Message::Binary(bytes.into()),
-    })
+    }
 }
 
 fn frame_len(frame: &Message) -> usize {

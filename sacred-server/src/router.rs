@@ -1,14 +1,16 @@
 //! The axum routes a host mounts: `/ws`, `/health`, `/ready`.
 
-use axum::Router;
-use axum::extract::State;
+use std::net::SocketAddr;
+
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use sacred_proto::Codec;
 
-use crate::connection;
+use crate::connection::{self, Upgrade};
 use crate::hub::Hub;
 
 /// The hard cap tungstenite enforces on one message, far above the protocol
@@ -34,7 +36,12 @@ pub(crate) fn router(hub: Hub) -> Router {
         .with_state(hub)
 }
 
-async fn upgrade(State(hub): State<Hub>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+async fn upgrade(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    connect_info: Option<Extension<ConnectInfo<SocketAddr>>>,
+    ws: WebSocketUpgrade,
+) -> Response {
     if !hub.is_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
@@ -52,7 +59,13 @@ async fn upgrade(State(hub): State<Hub>, headers: HeaderMap, ws: WebSocketUpgrad
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(cap)
         .max_frame_size(cap)
-        .on_upgrade(move |socket| connection::serve(hub, socket, codec))
+        .on_upgrade(move |socket| {
+            let upgrade = Upgrade {
+                headers,
+                remote_addr: connect_info.map(|Extension(ConnectInfo(addr))| addr),
+            };
+            connection::serve(hub, socket, codec, upgrade)
+        })
 }
 
 async fn health() -> &'static str {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use sacred_proto::*;
-use sacred_server::{AuthError, Authenticator, Hub, HubOptions, Identity};
+use sacred_server::{AuthError, Authenticator, ConnectContext, Hub, HubOptions, Identity};
 use support::*;
 
 fn quick_heartbeat() -> HubOptions {
@@ -87,9 +87,9 @@ struct ShortLived {
 impl Authenticator for ShortLived {
     fn authenticate<'a>(
         &'a self,
-        token: Option<&'a str>,
-        _: &'a ClientInfo,
+        request: &'a ConnectContext,
     ) -> BoxFuture<'a, Result<Identity, AuthError>> {
+        let token = request.token.as_deref();
         let expires = std::time::SystemTime::now() + self.ttl;
         let mut identity = Identity::user(token.unwrap_or("anon"));
         identity.expires = Some(

@@ -41,8 +41,8 @@ async fn command_errors_carry_their_documented_codes() {
     );
     assert_eq!(
         error_code(client.request(SubscribeRequest::new("members:x")).await),
-        103,
-        "anonymous may not"
+        101,
+        "anonymous may not: it lacks credentials"
     );
     assert_eq!(
         error_code(
@@ -147,6 +147,17 @@ async fn closed_with(
     (code, client.disconnect)
 }
 
+/// A text frame with any bytes, valid UTF-8 or not.
+fn raw_text(payload: &[u8]) -> Message {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    Message::Frame(Frame::message(
+        payload.to_vec(),
+        OpCode::Data(Data::Text),
+        true,
+    ))
+}
+
 fn connect_frame() -> Message {
     Message::text(r#"{"id":1,"connect":{}}"#)
 }
@@ -205,6 +216,32 @@ async fn bad_frames_close_with_their_code_after_a_disconnect_push() {
             "id zero",
             Codec::Json,
             vec![Message::text(r#"{"id":0,"connect":{}}"#)],
+            3501,
+        ),
+        (
+            // The WebSocket layer refuses this before Sacred sees a frame.
+            "invalid UTF-8 in a text frame",
+            Codec::Json,
+            vec![
+                connect_frame(),
+                raw_text(b"{\"id\":2,\"pong\":{\"x\":\"\xff\"}}"),
+            ],
+            3501,
+        ),
+        (
+            // Above the transport's cap (64 KiB here): refused by the WebSocket layer too.
+            "far beyond the frame limit",
+            Codec::Json,
+            vec![connect_frame(), raw_text(&vec![b' '; 200 * 1024])],
+            3506,
+        ),
+        (
+            "bin where a string belongs",
+            Codec::MsgPack,
+            vec![Message::binary(vec![
+                0x82, 0xa2, b'i', b'd', 0x01, 0xa7, b'c', b'o', b'n', b'n', b'e', b'c', b't', 0x81,
+                0xa5, b't', b'o', b'k', b'e', b'n', 0xc4, 0x01, b't',
+            ])],
             3501,
         ),
     ];

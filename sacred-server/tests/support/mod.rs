@@ -42,6 +42,8 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let listener = listener.tap_io(|tcp| drop(tcp.set_nodelay(true)));
+        // With connect info, as the binary serves: authenticators see the address.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Server { addr, hub, task }
     }
@@ -84,12 +86,26 @@ impl Client {
         url: &str,
         protocols: Option<&str>,
     ) -> Result<Client, tungstenite::Error> {
+        Client::open_with_headers(url, protocols, &[]).await
+    }
+
+    /// Opens a WebSocket offering `protocols`, with extra request headers.
+    pub async fn open_with_headers(
+        url: &str,
+        protocols: Option<&str>,
+        headers: &[(&'static str, &str)],
+    ) -> Result<Client, tungstenite::Error> {
         let mut request = url.into_client_request().unwrap();
         if let Some(protocols) = protocols {
             request.headers_mut().insert(
                 "Sec-WebSocket-Protocol",
                 HeaderValue::from_str(protocols).unwrap(),
             );
+        }
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .insert(*name, HeaderValue::from_str(value).unwrap());
         }
         let (ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
             .await
@@ -151,6 +167,16 @@ impl Client {
             Codec::MsgPack => Message::binary(bytes),
         };
         self.send_raw(frame).await;
+    }
+
+    /// Closes the WebSocket with a normal close (1000).
+    pub async fn close_normally(&mut self) {
+        let normal = tungstenite::protocol::CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        };
+        let _ = self.ws.close(Some(normal)).await;
+        while self.read().await {}
     }
 
     pub async fn send_raw(&mut self, frame: Message) {

@@ -4,11 +4,12 @@
 //!
 //! Run with: cargo run --release -p sacred-server -- --help
 
+mod serve;
 mod settings;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use axum::serve::ListenerExt;
 use clap::Parser;
 use sacred_server::Hub;
 use settings::{Cli, LogFormat, Settings};
@@ -45,47 +46,21 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind(settings.bind).await?;
     let address = listener.local_addr()?;
     tracing::info!(%address, "sacred-server listening: ws://{address}/ws, http://{address}/health");
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::warn!(%err, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown(hub))
-        .await?;
+    let http = serve::Http {
+        header_timeout: settings.header_timeout,
+    };
+    serve::serve(listener, router, hub, http).await;
     tracing::info!("sacred-server stopped");
     Ok(())
-}
-
-/// Resolves when the hub has drained after SIGTERM or Ctrl-C.
-async fn shutdown(hub: Hub) {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => drop(signal.recv().await),
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!(
-        connections = hub.connections(),
-        "shutting down: not ready, migrate advice sent, draining"
-    );
-    hub.shutdown().await;
 }
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SACRED_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only on a terminal: a log file or a collector gets plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use sacred_server::{ApiKey, HubOptions};
@@ -30,6 +31,9 @@ pub(crate) struct Cli {
     /// Seconds to drain connections at shutdown [default: 15].
     #[arg(long, env = "SACRED_DRAIN_SECS")]
     drain_secs: Option<u64>,
+    /// Seconds an HTTP request may take to send its headers [default: 10].
+    #[arg(long, env = "SACRED_HEADER_TIMEOUT_SECS")]
+    header_timeout_secs: Option<u64>,
 }
 
 /// How log lines are written.
@@ -49,6 +53,10 @@ pub(crate) enum LogFormat {
 pub(crate) struct Settings {
     pub(crate) bind: SocketAddr,
     pub(crate) log_format: LogFormat,
+    /// A connection whose HTTP request headers are not complete in this
+    /// time is closed (an upgraded WebSocket then has `connect_timeout_ms`).
+    #[serde(rename = "header_timeout_secs", with = "secs")]
+    pub(crate) header_timeout: Duration,
     pub(crate) hub: HubOptions,
 }
 
@@ -57,8 +65,19 @@ impl Default for Settings {
         Settings {
             bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
             log_format: LogFormat::Text,
+            header_timeout: Duration::from_secs(10),
             hub: HubOptions::default(),
         }
+    }
+}
+
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
     }
 }
 
@@ -84,7 +103,13 @@ impl Settings {
         }
         settings.hub.api_keys.extend(cli.api_keys.iter().cloned());
         if let Some(secs) = cli.drain_secs {
-            settings.hub.drain = std::time::Duration::from_secs(secs);
+            settings.hub.drain = Duration::from_secs(secs);
+        }
+        if let Some(secs) = cli.header_timeout_secs {
+            settings.header_timeout = Duration::from_secs(secs);
+        }
+        if settings.header_timeout.is_zero() {
+            return Err("header_timeout_secs must be greater than zero".into());
         }
         Ok(settings)
     }

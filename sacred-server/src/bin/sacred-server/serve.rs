@@ -1,0 +1,153 @@
+//! The accept loop: HTTP/1.1 with upgrades over hyper, so that the binary can
+//! bound what axum's `serve` leaves open: a request whose headers never
+//! complete is closed after `header_timeout`, and shutdown ends after the
+//! drain whatever sockets are still open.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use sacred_server::Hub;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+/// How long HTTP exchanges still in progress (a health check, an upgrade
+/// being answered) may take once the hub has drained, before the process exits.
+const HTTP_GRACE: Duration = Duration::from_secs(2);
+
+/// What the accept loop is configured with.
+#[derive(Debug)]
+pub(crate) struct Http {
+    /// A connection whose request headers are not complete by then is closed.
+    pub(crate) header_timeout: Duration,
+}
+
+/// Serves `router` until the first SIGTERM or Ctrl-C, then drains the hub and
+/// returns. A second signal during the drain returns at once.
+pub(crate) async fn serve(listener: TcpListener, router: Router, hub: Hub, http: Http) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(http.header_timeout);
+    // Every HTTP connection task holds a receiver; `stop` tells them to finish,
+    // and `stop.closed()` resolves once the last one has.
+    let (stop, stopping) = watch::channel(false);
+    let first_signal = signal();
+    tokio::pin!(first_signal);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of descriptors, typically: let some connections end.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut first_signal => break,
+        };
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::warn!(%err, "cannot set TCP_NODELAY");
+        }
+        let service = router
+            .clone()
+            .map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(remote));
+                request
+            });
+        let connection = builder
+            .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
+            .with_upgrades();
+        tokio::spawn(exchange(connection, stopping.clone(), remote));
+    }
+    drop(listener);
+    tracing::info!(
+        connections = hub.connections(),
+        "shutting down: not ready, migrate advice sent, draining (a second signal exits at once)"
+    );
+    let drain = async {
+        hub.shutdown().await;
+        let _ = stop.send(true);
+        if tokio::time::timeout(HTTP_GRACE, stop.closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP connections still open after the drain are closed");
+        }
+    };
+    tokio::select! {
+        () = drain => {}
+        () = signal() => tracing::warn!("second signal: exiting without waiting for the drain"),
+    }
+}
+
+/// One HTTP connection: served until it ends or shutdown asks it to finish
+/// (after the response in progress, if any).
+async fn exchange<C>(connection: C, mut stopping: watch::Receiver<bool>, remote: SocketAddr)
+where
+    C: GracefulFuture,
+{
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stopped(&mut stopping) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(%remote, %err, "HTTP connection ended with an error");
+    }
+}
+
+/// Resolves once shutdown asks connections to finish. (The guard `wait_for`
+/// returns is not `Send`; dropping it here keeps the task `Send`.)
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+/// hyper's HTTP/1.1 connection with upgrades: a future that can be asked to
+/// finish gracefully.
+trait GracefulFuture: std::future::Future<Output = Result<(), hyper::Error>> {
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, B> GracefulFuture for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+/// Resolves at the next SIGTERM or Ctrl-C.
+async fn signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => drop(signal.recv().await),
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

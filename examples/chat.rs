@@ -49,8 +49,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 SubscriptionEvent::Resubscribed { recovered: false } => {
                     println!("* reconnected; some messages were missed")
                 }
-                SubscriptionEvent::Unsubscribed { code } => {
-                    println!("* removed from the room ({code})");
+                SubscriptionEvent::Unsubscribed { code, reason } => {
+                    println!("* removed from the room ({code}: {reason})");
                     break;
                 }
                 _ => {}

@@ -2,7 +2,6 @@
 //! both codecs, a server restart, connections cut mid-stream, a terminal close
 //! code, the offline queue, batching counted at a proxy, and a silent server.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,25 +9,7 @@ use futures_util::FutureExt;
 use sacred_client::{Client, ClientEvent, State, SubscriptionEvent};
 use sacred_proto::{Codec, DisconnectCode, Value};
 use sacred_server::{Hub, HubOptions, MemoryHistory, NamespaceOptions};
-use sacred_tests::{Proxy, Server, WAIT};
-
-fn any_port() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-/// A client that reconnects quickly, so tests spend little time waiting.
-fn quick(url: &str, codec: Codec) -> sacred_client::ClientBuilder {
-    Client::builder(url)
-        .codec(codec)
-        .name("test")
-        .reconnect(Duration::from_millis(20), Duration::from_millis(100))
-}
-
-async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
+use sacred_tests::{Proxy, Server, any_port, quick, within};
 
 /// Takes the client offline: the proxy refuses new connections and cuts the current one.
 async fn go_offline(proxy: &Proxy, client: &Client) {
@@ -302,7 +283,9 @@ async fn a_silent_server_is_detected_as_a_dead_link_and_left() {
     proxy.swallow(true);
     loop {
         match within("dead link", events.recv()).await.unwrap() {
-            ClientEvent::Disconnected { code, reconnect } => {
+            ClientEvent::Disconnected {
+                code, reconnect, ..
+            } => {
                 assert_eq!((code, reconnect), (1006, true));
                 break;
             }

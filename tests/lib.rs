@@ -17,6 +17,26 @@ use tokio::task::JoinHandle;
 /// The longest any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Any free port on loopback.
+pub fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// Waits for `future`, failing the test with `what` after [`WAIT`].
+pub async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// A client that reconnects quickly, so tests spend little time waiting.
+pub fn quick(url: &str, codec: sacred_proto::Codec) -> sacred_client::ClientBuilder {
+    sacred_client::Client::builder(url)
+        .codec(codec)
+        .name("test")
+        .reconnect(Duration::from_millis(20), Duration::from_millis(100))
+}
+
 /// A hub serving on loopback.
 #[derive(Debug)]
 pub struct Server {

@@ -67,7 +67,7 @@ async fn short_lived_tokens_are_refreshed_and_fetched_again_on_reconnect() {
         .await
         .is_ok();
     assert!(refreshed, "the provider is asked before each expiry");
-    while let Ok(event) = events.try_recv() {
+    while let Some(event) = events.try_recv() {
         assert!(
             !matches!(event, ClientEvent::Disconnected { .. }),
             "never closed for expiry: {event:?}"

@@ -10,10 +10,10 @@ use bytes::Bytes;
 use sacred_proto::{Codec, Limits, ServerMessage};
 use tokio::sync::mpsc;
 
-use crate::client::{Op, TokenProvider};
-use crate::dispatch::Dispatch;
+use crate::dispatch::{Dispatch, RoomReady};
 use crate::error::Error;
 use crate::event::{Action, State};
+use crate::op::{Op, TokenProvider};
 use crate::platform::{BoxedFuture, SendOutsideWasm};
 use crate::session::Session;
 
@@ -42,8 +42,9 @@ pub(crate) trait Socket: SendOutsideWasm + 'static {
     /// The next data frame, or how the socket ended.
     fn recv(&mut self) -> impl Future<Output = Incoming> + SendOutsideWasm;
 
-    /// Sends `frames` in order, one WebSocket message each: text for JSON,
-    /// binary for MessagePack. Writes them all before flushing once.
+    /// Sends `frames` (encoded by the session) in order, one WebSocket message
+    /// each: text for JSON, binary for MessagePack. Writes them all before
+    /// flushing once.
     fn send(
         &mut self,
         codec: Codec,
@@ -61,12 +62,12 @@ pub(crate) enum Incoming {
     Text(Bytes),
     /// A binary message.
     Binary(Bytes),
-    /// The socket ended, with the peer's close code if it sent one.
-    Closed(Option<u16>),
+    /// The socket ended, with the peer's close code and reason if it sent them.
+    Closed(Option<(u16, String)>),
 }
 
 /// Limits for frames from the server: replies with history are large.
-fn server_limits() -> Limits {
+fn limits_for_server_frames() -> Limits {
     let mut limits = Limits::default();
     limits.max_frame_bytes = 64 << 20;
     limits.max_batch = 100_000;
@@ -83,6 +84,7 @@ enum Wake<S> {
     Frame(Incoming),
     Opened(Result<(S, Option<String>), Error>),
     Token(Result<String, String>),
+    Room(RoomReady),
     Timer,
 }
 
@@ -102,6 +104,8 @@ pub(crate) struct Driver<T: Transport> {
     token_provider: Option<TokenProvider>,
     /// A token being fetched for a refresh.
     fetching: Option<BoxedFuture<Result<String, String>>>,
+    /// The bounds frames from the server are decoded with.
+    server_frames: Limits,
 }
 
 impl<T: Transport> Driver<T> {
@@ -125,12 +129,13 @@ impl<T: Transport> Driver<T> {
             opening: None,
             token_provider,
             fetching: None,
+            server_frames: limits_for_server_frames(),
         }
     }
 
-    /// Runs until the session is closed and the socket is gone.
+    /// Runs until the session is closed and the socket is gone. It connects
+    /// when a handle asks ([`Op::Connect`]).
     pub(crate) async fn run(mut self) {
-        self.session.connect(self.transport.now());
         loop {
             self.carry_out().await;
             if self.session.state() == State::Closed
@@ -145,6 +150,7 @@ impl<T: Transport> Driver<T> {
                 frame = next_frame(&mut self.socket) => Wake::Frame(frame),
                 opened = resolved(&mut self.opening) => Wake::Opened(opened),
                 token = resolved(&mut self.fetching) => Wake::Token(token),
+                room = self.dispatch.room() => Wake::Room(room),
                 () = timer(&self.transport, wake) => Wake::Timer,
             };
             let now = self.transport.now();
@@ -167,11 +173,16 @@ impl<T: Transport> Driver<T> {
                     self.session.handle_open(now);
                 }
                 // A failed attempt is a close like any other: the session
-                // schedules the retry and the application hears `Disconnected`.
-                Wake::Opened(Err(_)) => self.session.handle_close(now, None),
+                // schedules the retry; the application hears why, then `Disconnected`.
+                Wake::Opened(Err(err)) => {
+                    let reason = err.to_string();
+                    self.dispatch.failed(err);
+                    self.session.handle_close(now, Some((1006, reason)));
+                }
                 Wake::Token(Ok(token)) => self.session.refresh(now, token),
                 // The server closes with 3004 at expiry; the reconnect fetches again.
-                Wake::Token(Err(_)) => {}
+                Wake::Token(Err(err)) => self.dispatch.failed(Error::token(err)),
+                Wake::Room(room) => self.dispatch.room_ready(&mut self.session, now, room),
                 Wake::Timer => self.session.handle_timeout(now),
             }
         }
@@ -182,24 +193,31 @@ impl<T: Transport> Driver<T> {
             (Incoming::Text(bytes), Codec::Json) | (Incoming::Binary(bytes), Codec::MsgPack) => {
                 bytes
             }
-            (Incoming::Closed(code), _) => {
+            (Incoming::Closed(close), _) => {
                 self.socket = None;
-                return self.session.handle_close(now, code);
+                return self.session.handle_close(now, close);
             }
             // The wrong kind of frame for the codec: the server speaks
             // something else; drop the link and reconnect.
             (Incoming::Text(_) | Incoming::Binary(_), _) => {
-                self.socket = None;
-                return self.session.handle_close(now, None);
+                return self.unreadable(now, "a frame of the wrong type for the codec".into());
             }
         };
-        match self.codec.decode::<ServerMessage>(&bytes, &server_limits()) {
+        match self
+            .codec
+            .decode::<ServerMessage>(&bytes, &self.server_frames)
+        {
             Ok(messages) => self.session.handle_frame(now, messages),
-            Err(_) => {
-                self.socket = None;
-                self.session.handle_close(now, None);
-            }
+            Err(err) => self.unreadable(now, format!("an unreadable frame from the server: {err}")),
         }
+    }
+
+    /// The server sent something this client cannot read: report it, drop
+    /// the link and reconnect.
+    fn unreadable(&mut self, now: Duration, what: String) {
+        self.socket = None;
+        self.dispatch.failed(Error::transport(&what));
+        self.session.handle_close(now, Some((1006, what)));
     }
 
     /// Does what the session asks until it asks nothing more.
@@ -217,19 +235,26 @@ impl<T: Transport> Driver<T> {
                         self.opening = None;
                         if let Some(socket) = self.socket.take() {
                             socket.close().await;
+                            // The session closed it, and knows why.
                             self.session.handle_close(self.transport.now(), None);
                         }
                     }
                 }
             }
-            if self.socket.is_some() && self.transmit().await.is_err() {
+            if self.socket.is_some()
+                && let Err(err) = self.transmit().await
+            {
                 self.socket = None;
-                self.session.handle_close(self.transport.now(), None);
+                let reason = err.to_string();
+                self.dispatch.failed(err);
+                self.session
+                    .handle_close(self.transport.now(), Some((1006, reason)));
                 busy = true;
             }
             while let Some(event) = self.session.poll_event() {
                 busy = true;
-                self.dispatch.route(event);
+                let now = self.transport.now();
+                self.dispatch.route(&mut self.session, now, event);
             }
             if !busy {
                 return;
@@ -246,30 +271,19 @@ impl<T: Transport> Driver<T> {
         );
         self.opening = Some(Box::pin(async move {
             let token = match provider {
-                Some(provider) => Some(provider.fetch().await.map_err(Error::transport)?),
+                Some(provider) => Some(provider.fetch().await.map_err(Error::token)?),
                 None => None,
             };
             Ok((transport.open(url, codec).await?, token))
         }));
     }
 
-    /// Sends every queued batch, each as one frame.
+    /// Sends every frame the session has ready, with one flush.
     async fn transmit(&mut self) -> Result<(), Error> {
         let Some(socket) = self.socket.as_mut() else {
             return Ok(());
         };
-        let mut frames = Vec::new();
-        while let Some(batch) = self.session.poll_transmit() {
-            let encoded = if batch.len() == 1 {
-                self.codec.encode(&batch[0])
-            } else {
-                self.codec.encode_batch(&batch)
-            };
-            // The session only queues messages it built, which always encode.
-            if let Ok(bytes) = encoded {
-                frames.push(bytes);
-            }
-        }
+        let frames: Vec<Vec<u8>> = std::iter::from_fn(|| self.session.poll_transmit()).collect();
         if frames.is_empty() {
             return Ok(());
         }

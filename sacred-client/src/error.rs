@@ -2,52 +2,95 @@
 //! causes (and transport-specific ones) never break callers.
 
 use std::fmt;
+use std::sync::Arc;
 
 use sacred_proto::{ErrorCode, ReplyError};
 
 use crate::event::RequestError;
 
+/// The cause of an error, kept for [`std::error::Error::source`].
+type Source = Arc<dyn std::error::Error + Send + Sync>;
+
 /// Why a client call failed. Ask with the `is_*` methods; the server's error
-/// code, if any, is [`Error::code`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// code, if any, is [`Error::code`]; the underlying cause (a TLS or DNS error,
+/// the last failed attempt of a connect that timed out) is `source()`.
+#[derive(Clone)]
 pub struct Error {
     kind: Kind,
+    source: Option<Source>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 enum Kind {
     Server(ReplyError),
     Timeout,
+    ConnectTimeout,
     Disconnected,
     Closed,
     QueueFull,
     Expired,
+    TooLarge { bytes: usize, max: usize },
+    Invalid(String),
+    AlreadySubscribed,
     Refused(u16, String),
     Transport(String),
+    Token(String),
     Builder(String),
 }
 
 impl Error {
-    pub(crate) fn refused(code: u16, reason: impl Into<String>) -> Error {
-        Error {
-            kind: Kind::Refused(code, reason.into()),
-        }
+    fn new(kind: Kind) -> Error {
+        Error { kind, source: None }
     }
 
-    pub(crate) fn transport(err: impl fmt::Display) -> Error {
-        Error {
-            kind: Kind::Transport(err.to_string()),
-        }
+    fn with_source(mut self, source: Source) -> Error {
+        self.source = Some(source);
+        self
+    }
+
+    pub(crate) fn refused(code: u16, reason: impl Into<String>) -> Error {
+        Error::new(Kind::Refused(code, reason.into()))
+    }
+
+    /// A transport failure described in words (the browser gives no more).
+    pub(crate) fn transport(what: impl fmt::Display) -> Error {
+        Error::new(Kind::Transport(what.to_string()))
+    }
+
+    /// A transport failure with its cause as `source()`. (The browser
+    /// transport has only words, so only tests use it there.)
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    pub(crate) fn transport_cause(
+        what: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::new(Kind::Transport(what.into())).with_source(Arc::new(cause))
+    }
+
+    pub(crate) fn token(cause: impl fmt::Display) -> Error {
+        Error::new(Kind::Token(cause.to_string()))
     }
 
     pub(crate) fn builder(message: impl Into<String>) -> Error {
-        Error {
-            kind: Kind::Builder(message.into()),
-        }
+        Error::new(Kind::Builder(message.into()))
+    }
+
+    pub(crate) fn invalid(message: impl fmt::Display) -> Error {
+        Error::new(Kind::Invalid(message.to_string()))
     }
 
     pub(crate) fn closed() -> Error {
-        Error { kind: Kind::Closed }
+        Error::new(Kind::Closed)
+    }
+
+    /// The first connect did not succeed in time; `last` is why the last
+    /// attempt failed, if one did.
+    pub(crate) fn connect_timeout(last: Option<Error>) -> Error {
+        let error = Error::new(Kind::ConnectTimeout);
+        match last {
+            Some(last) => error.with_source(Arc::new(last)),
+            None => error,
+        }
     }
 
     /// The server answered with an error reply (see [`Error::code`]).
@@ -55,9 +98,10 @@ impl Error {
         matches!(self.kind, Kind::Server(_))
     }
 
-    /// No reply came within the request timeout.
+    /// No reply came within the request timeout, or the first connect within
+    /// its timeout.
     pub fn is_timeout(&self) -> bool {
-        matches!(self.kind, Kind::Timeout)
+        matches!(self.kind, Kind::Timeout | Kind::ConnectTimeout)
     }
 
     /// The connection was lost before the reply; the command may have been applied.
@@ -75,15 +119,47 @@ impl Error {
         matches!(self.kind, Kind::QueueFull)
     }
 
-    /// The publish waited in the offline queue past its deadline.
+    /// The command waited in the offline queue past its deadline.
     pub fn is_expired(&self) -> bool {
         matches!(self.kind, Kind::Expired)
+    }
+
+    /// The command is larger than the server accepts (its announced
+    /// `max_frame_bytes`); nothing was sent, and the connection goes on.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self.kind, Kind::TooLarge { .. })
+    }
+
+    /// The command breaks the protocol's rules (a channel's grammar, a name's
+    /// length, nesting too deep, a payload that cannot be encoded, such as an
+    /// integer beyond 64 bits); nothing was sent.
+    pub fn is_invalid(&self) -> bool {
+        matches!(self.kind, Kind::Invalid(_))
+    }
+
+    /// The channel is already subscribed by this client; the existing
+    /// subscription is untouched. Drop it first to subscribe again.
+    pub fn is_already_subscribed(&self) -> bool {
+        matches!(self.kind, Kind::AlreadySubscribed)
     }
 
     /// The server refused the connection for good (invalid token, ...);
     /// [`Error::code`] is the disconnect code.
     pub fn is_refused(&self) -> bool {
         matches!(self.kind, Kind::Refused(..))
+    }
+
+    /// A connection attempt failed: the socket could not be opened (refused,
+    /// DNS, TLS, an HTTP answer other than the upgrade, such as 404 on a wrong
+    /// path) or broke. The client retries these.
+    pub fn is_transport(&self) -> bool {
+        matches!(self.kind, Kind::Transport(_))
+    }
+
+    /// The token provider failed (its error is in the message); the client
+    /// retries like a failed attempt.
+    pub fn is_token(&self) -> bool {
+        matches!(self.kind, Kind::Token(_))
     }
 
     /// The builder's settings were invalid.
@@ -100,11 +176,26 @@ impl Error {
         }
     }
 
+    /// The server's own words: an error reply's message, or a refusal's close reason.
+    pub fn server_message(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Server(err) => Some(&err.message),
+            Kind::Refused(_, reason) => Some(reason),
+            _ => None,
+        }
+    }
+
     /// Whether retrying the same call later may succeed.
     pub fn is_temporary(&self) -> bool {
         match &self.kind {
             Kind::Server(err) => err.temporary || ErrorCode::from_u32(err.code).is_temporary(),
-            Kind::Timeout | Kind::Disconnected | Kind::Transport(_) => true,
+            Kind::Timeout
+            | Kind::ConnectTimeout
+            | Kind::Disconnected
+            | Kind::Transport(_)
+            | Kind::Token(_)
+            | Kind::QueueFull
+            | Kind::Expired => true,
             _ => false,
         }
     }
@@ -112,32 +203,91 @@ impl Error {
 
 impl From<RequestError> for Error {
     fn from(err: RequestError) -> Error {
-        let kind = match err {
+        Error::new(match err {
             RequestError::Server(reply) => Kind::Server(reply),
             RequestError::Timeout => Kind::Timeout,
             RequestError::Disconnected => Kind::Disconnected,
             RequestError::QueueFull => Kind::QueueFull,
             RequestError::Expired => Kind::Expired,
             RequestError::Closed => Kind::Closed,
-        };
-        Error { kind }
+            RequestError::TooLarge { bytes, max } => Kind::TooLarge { bytes, max },
+            RequestError::Invalid(message) => Kind::Invalid(message),
+            RequestError::AlreadySubscribed => Kind::AlreadySubscribed,
+        })
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Server(err) => write!(f, "server error {}: {}", err.code, err.message),
+            Kind::Server(err) => {
+                let code = ErrorCode::from_u32(err.code);
+                write!(f, "server error {code}: {}", err.message)
+            }
             Kind::Timeout => f.write_str("request timed out"),
+            Kind::ConnectTimeout => f.write_str("connect timed out"),
             Kind::Disconnected => f.write_str("connection lost before the reply"),
             Kind::Closed => f.write_str("client is closed"),
             Kind::QueueFull => f.write_str("offline queue is full"),
-            Kind::Expired => f.write_str("publish expired in the offline queue"),
+            Kind::Expired => f.write_str("command expired in the offline queue"),
+            Kind::TooLarge { bytes, max } => write!(
+                f,
+                "command of {bytes} bytes is larger than the server accepts ({max} bytes)"
+            ),
+            Kind::Invalid(message) => write!(f, "invalid command: {message}"),
+            Kind::AlreadySubscribed => f.write_str("already subscribed to this channel"),
             Kind::Refused(code, reason) => write!(f, "connection refused with {code}: {reason}"),
             Kind::Transport(err) => write!(f, "transport error: {err}"),
+            Kind::Token(err) => write!(f, "token provider failed: {err}"),
             Kind::Builder(err) => write!(f, "invalid client settings: {err}"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("Error");
+        debug.field("kind", &self.kind);
+        if let Some(source) = &self.source {
+            debug.field("source", &source.to_string());
+        }
+        debug.finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn messages_carry_the_server_text_and_causes_stay_reachable() {
+        let refused = RequestError::Server(ReplyError::new(
+            ErrorCode::UNKNOWN_CHANNEL,
+            "unknown channel: its namespace is not configured",
+        ));
+        let err = Error::from(refused);
+        assert_eq!(
+            err.to_string(),
+            "server error 102 (unknown channel): unknown channel: its namespace is not configured"
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let attempt = Error::transport_cause("cannot connect to 127.0.0.1:1", io);
+        let timeout = Error::connect_timeout(Some(attempt));
+        assert!(timeout.is_timeout() && timeout.is_temporary());
+        let cause = timeout.source().unwrap();
+        assert_eq!(
+            cause.to_string(),
+            "transport error: cannot connect to 127.0.0.1:1"
+        );
+        assert_eq!(cause.source().unwrap().to_string(), "refused");
+    }
+}

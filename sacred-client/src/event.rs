@@ -52,6 +52,20 @@ pub enum RequestError {
     QueueFull,
     /// It waited in the offline queue past its deadline.
     Expired,
+    /// Encoded, it is larger than the server accepts (which would close the
+    /// connection): nothing was sent.
+    TooLarge {
+        /// The command's size in bytes.
+        bytes: usize,
+        /// The server's limit.
+        max: usize,
+    },
+    /// Its content breaks the protocol's rules (a channel's grammar, a name's
+    /// length, nesting deeper than the server accepts, a payload that cannot
+    /// be encoded): nothing was sent.
+    Invalid(String),
+    /// The channel is already subscribed; the existing subscription goes on.
+    AlreadySubscribed,
 }
 
 /// What the application should hear about.
@@ -62,11 +76,13 @@ pub enum Event {
     State(State),
     /// Connected (again), with the server's terms.
     Connected(ConnectReply),
-    /// The connection ended with this code; `reconnect` says whether the
-    /// session tries again.
+    /// The connection ended (or an attempt failed) with this code; `reconnect`
+    /// says whether the session tries again.
     Disconnected {
-        /// The close code (1006 when the socket just dropped).
+        /// The close code (1006 when the socket just dropped or never opened).
         code: u16,
+        /// Why, as the server or the socket said.
+        reason: String,
         /// Whether a reconnect is scheduled.
         reconnect: bool,
     },
@@ -101,12 +117,14 @@ pub enum Event {
         /// The payload.
         data: Value,
     },
-    /// The server ended a subscription; it is not resubscribed.
+    /// The server ended or refused a subscription; it is not resubscribed.
     Unsubscribed {
         /// The channel.
         channel: String,
         /// The error code that says why.
         code: u32,
+        /// The server's words.
+        reason: String,
     },
     /// The result of a user command.
     Reply {

@@ -19,6 +19,7 @@
 //!     .await?;
 //! let mut lobby = client.subscribe("lobby").await?;
 //! client.publish("lobby", "hello").await?; // resolves with the server's ack
+//! println!("I am {:?}", client.id());
 //! while let Some(event) = lobby.recv().await {
 //!     match event {
 //!         SubscriptionEvent::Publication(publication) => println!("{:?}", publication.data),
@@ -32,7 +33,7 @@
 //!
 //! # Platforms
 //!
-//! Natively, `connect` spawns the connection task on the current tokio
+//! Natively, `build` (or `connect`) spawns the connection task on the current tokio
 //! runtime and speaks tokio-tungstenite with rustls (the ring provider, webpki
 //! roots, [`ClientBuilder::add_root_certificate`] for private CAs). On
 //! `wasm32-unknown-unknown` the same API drives the page's `WebSocket` on the
@@ -58,14 +59,19 @@
 //! session.connect(now);
 //! assert_eq!(session.poll_action(), Some(Action::Open { url: None }));
 //! session.handle_open(now);
-//! let frame = session.poll_transmit().unwrap();
-//! assert!(matches!(frame[0].command, sacred_proto::Command::Connect(_)));
+//! let frame = session.poll_transmit().unwrap(); // encoded, as it goes on the wire
+//! assert!(frame.starts_with(br#"{"id":1,"connect":"#));
 //! assert_eq!(session.state(), State::Connecting);
 //! ```
 //!
 //! # Layout
 //!
-//! - `client`: [`Client`] (the handle), [`ClientBuilder`], [`Subscription`].
+//! - `client`: [`Client`], the handle.
+//! - `builder`: [`ClientBuilder`], every setting, checked by `build()`.
+//! - `stream`: what the client hands out to read ([`Subscription`],
+//!   [`Events`], [`Messages`]), its events, and the delivery policy when a
+//!   reader falls behind.
+//! - `op`: the requests handles send to the connection task.
 //! - `driver`: the connection task, for every transport, and the small
 //!   `Transport` trait a transport implements.
 //! - `dispatch`: requests into the session, events out to handles, for every transport.
@@ -73,20 +79,31 @@
 //! - `web`: the browser's `WebSocket`, timers and `performance.now()` (wasm32 only).
 //! - `platform`: which futures must be `Send` ([`SendOutsideWasm`]).
 //! - `error`: [`Error`], one opaque type with `is_*` questions.
-//! - `session`: [`Session`], the state machine, and [`SessionConfig`].
+//! - `session`: [`Session`], the state machine, [`SessionConfig`], and the
+//!   outgoing queue that encodes and batches within the server's limits.
 //! - `event`: what it reports and asks: [`State`], [`Action`], [`Event`], [`RequestError`].
 //! - `backoff`: [`Backoff`], the reconnect schedule.
 //! - `clock`: the min-RTT server-clock estimate.
+//!
+//! # Logging
+//!
+//! The client logs through `tracing` (targets under `sacred_client`): failed
+//! attempts and disconnects at `warn`/`info`, the rest at `debug`. Nothing is
+//! printed unless the application installs a subscriber
+//! (`RUST_LOG=sacred_client=debug` with `tracing-subscriber`'s env filter).
 
 mod backoff;
+mod builder;
 mod client;
 mod clock;
 mod dispatch;
 mod driver;
 mod error;
 mod event;
+mod op;
 mod platform;
 mod session;
+mod stream;
 
 // The one `cfg` line between targets: which transport drives the session.
 #[cfg(not(target_arch = "wasm32"))]
@@ -99,8 +116,20 @@ mod web;
 use web as transport;
 
 pub use backoff::Backoff;
-pub use client::{Client, ClientBuilder, ClientEvent, Subscription, SubscriptionEvent};
+pub use builder::ClientBuilder;
+pub use client::Client;
 pub use error::Error;
 pub use event::{Action, Event, RequestError, RequestId, State};
 pub use platform::{SendOutsideWasm, SyncOutsideWasm};
 pub use session::{Session, SessionConfig};
+pub use stream::{ClientEvent, Events, MessageEvent, Messages, Subscription, SubscriptionEvent};
+
+/// The protocol crate, for everything the client's API does not re-export.
+pub use sacred_proto as proto;
+/// The protocol types the client's API takes and returns, so that one
+/// dependency is enough.
+pub use sacred_proto::{
+    ClientInfo, Codec, DirectMessage, DisconnectCode, ErrorCode, HistoryReply, HistoryRequest,
+    Limits, Peer, Publication, PublishReply, ReplyError, StreamPosition, Value, ValueError,
+    from_value, to_value,
+};

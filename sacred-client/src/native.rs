@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use crate::client::ClientBuilder;
+use crate::builder::ClientBuilder;
 use crate::driver::{self, Incoming};
 use crate::error::Error;
 
@@ -39,8 +39,21 @@ impl ClientBuilder {
 }
 
 /// Starts the connection task on the current tokio runtime.
-pub(crate) fn spawn(task: impl Future<Output = ()> + Send + 'static) {
-    tokio::spawn(task);
+pub(crate) fn spawn(task: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+        Error::builder("no tokio runtime: build the client inside one (e.g. under #[tokio::main])")
+    })?;
+    runtime.spawn(task);
+    Ok(())
+}
+
+/// Resolves after `duration` (the first connect's timeout).
+pub(crate) async fn sleep(duration: Duration) {
+    tokio::time::sleep(duration).await;
+}
+
+fn send_failed(err: tokio_tungstenite::tungstenite::Error) -> Error {
+    Error::transport_cause(format!("sending failed: {err}"), err)
 }
 
 /// A random seed for the reconnect jitter.
@@ -83,7 +96,10 @@ impl driver::Transport for Transport {
     type Socket = Socket;
 
     async fn open(self, url: String, codec: Codec) -> Result<Socket, Error> {
-        let mut request = url.into_client_request().map_err(Error::transport)?;
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|err| Error::transport_cause(format!("invalid URL {url}: {err}"), err))?;
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static(codec.subprotocol()),
@@ -92,7 +108,7 @@ impl driver::Transport for Transport {
         let (socket, _) =
             tokio_tungstenite::connect_async_tls_with_config(request, None, true, Some(connector))
                 .await
-                .map_err(Error::transport)?;
+                .map_err(|err| Error::transport_cause(format!("cannot open {url}: {err}"), err))?;
         Ok(Socket(socket))
     }
 
@@ -116,7 +132,9 @@ impl driver::Socket for Socket {
                 Some(Ok(Message::Text(text))) => Incoming::Text(text.into()),
                 Some(Ok(Message::Binary(bytes))) => Incoming::Binary(bytes),
                 Some(Ok(Message::Close(close))) => {
-                    Incoming::Closed(close.map(|c| u16::from(c.code)))
+                    Incoming::Closed(Some(close.map_or((1005, String::new()), |c| {
+                        (u16::from(c.code), c.reason.to_string())
+                    })))
                 }
                 // tungstenite answers pings itself.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
@@ -129,12 +147,15 @@ impl driver::Socket for Socket {
         for bytes in frames {
             let frame = match codec {
                 // The codec's JSON output is UTF-8 by construction.
-                Codec::Json => Message::text(String::from_utf8(bytes).map_err(Error::transport)?),
+                Codec::Json => Message::text(
+                    String::from_utf8(bytes)
+                        .map_err(|err| Error::transport_cause("a frame that is not UTF-8", err))?,
+                ),
                 Codec::MsgPack => Message::binary(bytes),
             };
-            self.0.feed(frame).await.map_err(Error::transport)?;
+            self.0.feed(frame).await.map_err(send_failed)?;
         }
-        self.0.flush().await.map_err(Error::transport)
+        self.0.flush().await.map_err(send_failed)
     }
 
     async fn close(mut self) {

@@ -26,8 +26,14 @@ const MAX_TIMER_MS: f64 = i32::MAX as f64;
 pub(crate) struct Options {}
 
 /// Starts the connection task on the page's event loop.
-pub(crate) fn spawn(task: impl Future<Output = ()> + 'static) {
+pub(crate) fn spawn(task: impl Future<Output = ()> + 'static) -> Result<(), Error> {
     wasm_bindgen_futures::spawn_local(task);
+    Ok(())
+}
+
+/// Resolves after `duration` (the first connect's timeout).
+pub(crate) async fn sleep(duration: Duration) {
+    TimeoutFuture::new(duration.as_millis().min(MAX_TIMER_MS as u128) as u32).await;
 }
 
 /// A random seed for the reconnect jitter (`Math.random`, 2 × 32 bits).
@@ -66,7 +72,7 @@ impl driver::Transport for Transport {
     type Socket = Socket;
 
     async fn open(self, url: String, codec: Codec) -> Result<Socket, Error> {
-        Socket::open(&url, codec)?.opened().await
+        Socket::open(&url, codec)?.opened(&url).await
     }
 
     fn now(&self) -> Duration {
@@ -125,10 +131,10 @@ impl Socket {
             let _ = frames.send(frame);
         });
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
-            // 1005 (no code in the close frame) and 1006 (no close frame at
-            // all) are the browser's names for "no code"; natively there is none.
-            let code = Some(event.code()).filter(|code| !matches!(code, 1005 | 1006));
-            let _ = closes.send(Incoming::Closed(code));
+            // 1006 (no close frame at all) is the browser's name for a dropped
+            // socket; natively there is no close then.
+            let close = Some((event.code(), event.reason())).filter(|(code, _)| *code != 1006);
+            let _ = closes.send(Incoming::Closed(close));
         });
         // An `error` event is always followed by `close`, which says all there is.
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
@@ -146,8 +152,10 @@ impl Socket {
         })
     }
 
-    /// Waits for the handshake; fails if the socket closes first.
-    async fn opened(mut self) -> Result<Socket, Error> {
+    /// Waits for the handshake; fails if the socket closes first. (The
+    /// browser says no more than that: a refused connection, a DNS failure,
+    /// a TLS error and an HTTP 404 all look alike to a page.)
+    async fn opened(mut self, url: &str) -> Result<Socket, Error> {
         let Some(open) = self.open.take() else {
             return Ok(self);
         };
@@ -155,8 +163,8 @@ impl Socket {
             biased;
             Ok(()) = open => Ok(self),
             closed = self.incoming.recv() => Err(Error::transport(match closed {
-                Some(Incoming::Closed(Some(code))) => format!("the socket closed with {code} while opening"),
-                _ => "the connection failed".to_owned(),
+                Some(Incoming::Closed(Some((code, _)))) => format!("cannot open {url}: the socket closed with {code} while opening"),
+                _ => format!("cannot open {url}: the connection failed"),
             })),
         }
     }

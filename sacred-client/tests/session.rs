@@ -80,12 +80,15 @@ impl Harness {
         reply
     }
 
+    /// Every frame the session has ready, decoded.
+    fn frames(&mut self) -> Vec<Vec<ClientMessage>> {
+        std::iter::from_fn(|| self.session.poll_transmit())
+            .map(|frame| decode(&frame))
+            .collect()
+    }
+
     fn sent(&mut self) -> Vec<ClientMessage> {
-        let mut all = Vec::new();
-        while let Some(frame) = self.session.poll_transmit() {
-            all.extend(frame);
-        }
-        all
+        self.frames().into_iter().flatten().collect()
     }
 
     fn events(&mut self) -> Vec<Event> {
@@ -132,6 +135,21 @@ impl Harness {
     }
 }
 
+/// A frame as the server reads it (with room for any test's frames).
+fn decode(frame: &[u8]) -> Vec<ClientMessage> {
+    let mut limits = Limits::default();
+    limits.max_frame_bytes = 1 << 20;
+    Codec::Json
+        .decode(frame, &limits)
+        .expect("the session sends valid frames")
+}
+
+fn disconnected(events: &[Event], code: u16, reconnect: bool) -> bool {
+    events.iter().any(|e| {
+        matches!(e, Event::Disconnected { code: c, reconnect: r, .. } if *c == code && *r == reconnect)
+    })
+}
+
 fn publication(channel: &str, offset: u64, epoch: &str) -> Publication {
     let mut publication = Publication::new(channel, Value::from(offset), 0);
     publication.offset = Some(offset);
@@ -174,14 +192,12 @@ fn the_first_connect_is_retried_with_growing_jittered_delays_reset_by_success() 
         h.advance(MS);
     }
     assert!(delays.last() > delays.first());
-    assert!(h.events().contains(&Event::Disconnected {
-        code: 1006,
-        reconnect: true
-    }));
+    assert!(disconnected(&h.events(), 1006, true));
     // Success resets the schedule: the next failure waits 0.5-1 s again.
     let _ = h.session.poll_action();
     h.open_and_answer();
-    h.session.handle_close(h.now, Some(1001));
+    h.session
+        .handle_close(h.now, Some((1001, "going away".into())));
     let delay = h.session.poll_timeout().unwrap() - h.now;
     assert!(delay >= 500 * MS && delay <= SEC, "{delay:?}");
 }
@@ -196,10 +212,11 @@ fn a_terminal_code_stops_reconnecting_and_fails_everything() {
     h.events();
     // The disconnect push's code wins over whatever the close frame says.
     h.push(Disconnect::from(DisconnectCode::BAD_REQUEST));
-    h.session.handle_close(h.now, Some(1006));
+    h.session.handle_close(h.now, None);
     let events = h.events();
     assert!(events.contains(&Event::Disconnected {
         code: 3501,
+        reason: "bad request".into(),
         reconnect: false
     }));
     assert!(events.contains(&Event::Reply {
@@ -234,7 +251,7 @@ fn replies_time_out_after_the_request_timeout() {
 }
 
 #[test]
-fn resubscribes_with_positions_connect_and_queued_publishes_in_one_frame() {
+fn resubscribes_with_positions_in_the_connect_frame_and_sends_queued_commands_once_connected() {
     let mut h = Harness::connected();
     h.session.subscribe(h.now, "chat:a", false).unwrap();
     h.session.subscribe(h.now, "chat:b", true).unwrap();
@@ -263,11 +280,9 @@ fn resubscribes_with_positions_connect_and_queued_publishes_in_one_frame() {
         Some(Action::Open { url: None })
     ));
     h.session.handle_open(h.now);
-    let frame = h.session.poll_transmit().expect("one frame");
-    assert!(
-        h.session.poll_transmit().is_none(),
-        "everything went in that frame"
-    );
+    let frames = h.frames();
+    assert_eq!(frames.len(), 1, "connect and resubscribes in one frame");
+    let frame = &frames[0];
     assert!(matches!(frame[0].command, Command::Connect(_)));
     let recover = |channel: &str| {
         frame.iter().find_map(|m| match &m.command {
@@ -277,10 +292,20 @@ fn resubscribes_with_positions_connect_and_queued_publishes_in_one_frame() {
     };
     assert_eq!(recover("chat:a"), Some(Some(StreamPosition::new(6, "e"))));
     assert_eq!(recover("chat:b"), Some(Some(StreamPosition::new(4, "e"))));
-    let publish = frame
+    assert!(
+        !frame
+            .iter()
+            .any(|m| matches!(m.command, Command::Publish(_))),
+        "the queued publish waits until the connect is accepted"
+    );
+    let reply = ConnectReply::new("c2", 5000, 10_000, 1_000_000);
+    h.session
+        .handle_frame(h.now, vec![ServerMessage::reply(frame[0].id, reply)]);
+    let after = h.sent();
+    let publish = after
         .iter()
         .find(|m| matches!(m.command, Command::Publish(_)))
-        .expect("the queued publish");
+        .expect("the queued publish, right after the connect reply");
     h.session.handle_frame(
         h.now,
         vec![ServerMessage::reply(publish.id, PublishReply::default())],
@@ -373,9 +398,15 @@ fn the_offline_queue_is_bounded_in_count_and_time() {
             result: Err(RequestError::Expired)
         }]
     );
+    // Any command waits for the connection, in the same bounded queue.
+    assert!(
+        h.session
+            .request(h.now, PresenceRequest::new("c").into())
+            .is_ok()
+    );
     assert_eq!(
         h.session.request(h.now, PresenceRequest::new("c").into()),
-        Err(RequestError::Disconnected)
+        Err(RequestError::QueueFull)
     );
 }
 
@@ -415,10 +446,7 @@ fn silence_beyond_interval_plus_timeout_is_a_dead_link() {
         "15 s of silence"
     );
     h.session.handle_close(h.now, None);
-    assert!(h.events().contains(&Event::Disconnected {
-        code: 1006,
-        reconnect: true
-    }));
+    assert!(disconnected(&h.events(), 1006, true));
 }
 
 #[test]
@@ -451,9 +479,7 @@ fn commands_queued_together_leave_together_up_to_the_batch_limit() {
     for n in 0..10u64 {
         h.session.publish(h.now, "c", Value::from(n)).unwrap();
     }
-    let frames: Vec<usize> = std::iter::from_fn(|| h.session.poll_transmit())
-        .map(|f| f.len())
-        .collect();
+    let frames: Vec<usize> = h.frames().iter().map(Vec::len).collect();
     assert_eq!(frames, [4, 4, 2]);
 }
 
@@ -471,7 +497,7 @@ fn close_fails_pending_work_and_refuses_more() {
         request: rpc,
         result: Err(RequestError::Closed)
     }));
-    h.session.handle_close(h.now, Some(1000));
+    h.session.handle_close(h.now, Some((1000, String::new())));
     assert_eq!(h.session.state(), State::Closed);
     assert_eq!(
         h.session.subscribe(h.now, "c", false),
@@ -520,7 +546,7 @@ fn nothing_queued_for_a_lost_connection_precedes_the_next_connect() {
     h.advance(SEC);
     let _ = h.session.poll_action();
     h.session.handle_open(h.now);
-    let frame = h.session.poll_transmit().unwrap();
+    let frame = decode(&h.session.poll_transmit().unwrap());
     assert!(matches!(frame[0].command, Command::Connect(_)), "{frame:?}");
     assert!(!frame.iter().any(|m| matches!(m.command, Command::Pong(_))));
 }
@@ -562,4 +588,281 @@ fn tokens_are_refreshed_before_they_expire_and_reused_on_reconnect() {
         panic!()
     };
     assert_eq!(connect.token.as_deref(), Some("t2"));
+}
+
+/// The reply to the last subscribe in `sent` for `channel`, at `offset`/"e".
+fn answer_subscribe(h: &mut Harness, sent: &[ClientMessage], channel: &str, offset: u64) {
+    let id = sent
+        .iter()
+        .rev()
+        .find(|m| matches!(&m.command, Command::Subscribe(s) if s.channel == channel))
+        .expect("a subscribe")
+        .id;
+    let mut reply = SubscribeReply::default();
+    reply.offset = Some(offset);
+    reply.epoch = Some("e".into());
+    h.session
+        .handle_frame(h.now, vec![ServerMessage::reply(id, reply)]);
+}
+
+#[test]
+fn a_second_subscribe_to_a_channel_is_refused_and_the_first_goes_on() {
+    let mut h = Harness::connected();
+    h.subscribed_at("c", 5, "e");
+    h.events();
+    assert_eq!(
+        h.session.subscribe(h.now, "c", false),
+        Err(RequestError::AlreadySubscribed)
+    );
+    assert!(h.sent().is_empty(), "nothing went to the server");
+    h.push(publication("c", 6, "e"));
+    assert_eq!(h.publications(), [6], "the first still delivers");
+    // After a reconnect it is resubscribed once, from where it was.
+    h.reconnect();
+    let events = h.events();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Subscribed { .. }))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn unsubscribe_and_subscribe_again_before_the_first_reply_keeps_the_new_one() {
+    let mut h = Harness::connected();
+    h.events();
+    h.session.subscribe(h.now, "c", false).unwrap();
+    h.session.unsubscribe(h.now, "c");
+    h.session.subscribe(h.now, "c", false).unwrap();
+    let sent = h.sent();
+    let kinds: Vec<&str> = sent.iter().map(|m| m.command.kind().name()).collect();
+    assert_eq!(kinds, ["subscribe", "unsubscribe", "subscribe"]);
+    // The first subscribe's reply arrives for a subscription that is gone: ignored.
+    let mut stale = SubscribeReply::default();
+    stale.offset = Some(1);
+    stale.epoch = Some("e".into());
+    h.session
+        .handle_frame(h.now, vec![ServerMessage::reply(sent[0].id, stale)]);
+    let events = h.events();
+    assert!(events.is_empty(), "{events:?}");
+    answer_subscribe(&mut h, &sent, "c", 3);
+    assert_eq!(
+        h.events(),
+        [Event::Subscribed {
+            channel: "c".into(),
+            recovered: false
+        }]
+    );
+    h.push(publication("c", 4, "e"));
+    assert_eq!(h.publications(), [4]);
+}
+
+#[test]
+fn unsubscribe_and_subscribe_again_while_reconnecting_starts_afresh() {
+    let mut h = Harness::connected();
+    h.subscribed_at("c", 5, "e");
+    h.session.handle_close(h.now, None);
+    h.session.unsubscribe(h.now, "c");
+    h.session.subscribe(h.now, "c", true).unwrap();
+    h.advance(SEC);
+    let _ = h.session.poll_action();
+    h.session.handle_open(h.now);
+    let sent = h.sent();
+    let subscribes: Vec<&SubscribeRequest> = sent
+        .iter()
+        .filter_map(|m| match &m.command {
+            Command::Subscribe(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(subscribes.len(), 1, "one subscription, once");
+    assert_eq!(
+        subscribes[0].recover, None,
+        "a new subscription recovers nothing"
+    );
+    assert!(subscribes[0].join_leave);
+}
+
+#[test]
+fn a_subscribe_made_while_the_connect_is_in_flight_goes_once_connected() {
+    let mut h = Harness::new();
+    h.session.connect(h.now);
+    let _ = h.session.poll_action();
+    h.session.handle_open(h.now);
+    let connect = h.sent();
+    h.session.subscribe(h.now, "late", false).unwrap();
+    let rpc = h
+        .session
+        .request(h.now, RpcRequest::new("m", Value::Null).into())
+        .unwrap();
+    assert!(h.sent().is_empty(), "nothing before the connect reply");
+    h.session.handle_frame(
+        h.now,
+        vec![ServerMessage::reply(
+            connect[0].id,
+            ConnectReply::new("c1", 5000, 10_000, 1_000_000),
+        )],
+    );
+    let sent = h.sent();
+    let kinds: Vec<&str> = sent.iter().map(|m| m.command.kind().name()).collect();
+    assert_eq!(kinds, ["subscribe", "rpc"]);
+    h.session.handle_frame(
+        h.now,
+        vec![ServerMessage::reply(
+            sent[1].id,
+            RpcReply::new(Value::from(1u64)),
+        )],
+    );
+    assert!(
+        h.events()
+            .iter()
+            .any(|e| matches!(e, Event::Reply { request, result: Ok(_) } if *request == rpc))
+    );
+}
+
+/// Connects to a server that announces `limits`.
+fn connected_with(limits: Limits) -> Harness {
+    let mut h = Harness::new();
+    h.session.connect(h.now);
+    let _ = h.session.poll_action();
+    h.session.handle_open(h.now);
+    let connect = h.sent();
+    let mut reply = ConnectReply::new("c1", 5000, 10_000, 1_000_000);
+    reply.limits = Some(limits);
+    h.session
+        .handle_frame(h.now, vec![ServerMessage::reply(connect[0].id, reply)]);
+    h.events();
+    h
+}
+
+#[test]
+fn a_command_beyond_the_announced_limits_is_refused_locally_and_the_session_goes_on() {
+    let mut limits = Limits::default();
+    limits.max_frame_bytes = 100;
+    limits.max_depth = 6;
+    let mut h = connected_with(limits.clone());
+    assert_eq!(h.session.limits(), &limits);
+    let big = h.session.publish(h.now, "c", Value::from("x".repeat(100)));
+    assert!(
+        matches!(big, Err(RequestError::TooLarge { max: 100, bytes }) if bytes > 100),
+        "{big:?}"
+    );
+    let deep = (0..5).fold(Value::Null, |inner, _| Value::Array(vec![inner]));
+    assert!(matches!(
+        h.session.publish(h.now, "c", deep),
+        Err(RequestError::Invalid(_))
+    ));
+    assert!(matches!(
+        h.session.subscribe(h.now, "chat:$x", false),
+        Err(RequestError::Invalid(_))
+    ));
+    assert!(h.sent().is_empty(), "nothing reached the wire");
+    assert_eq!(h.session.state(), State::Connected);
+    assert!(h.session.publish(h.now, "c", Value::from("fits")).is_ok());
+    assert_eq!(h.sent().len(), 1);
+}
+
+#[test]
+fn the_batcher_never_builds_a_frame_over_the_announced_limits() {
+    let mut limits = Limits::default();
+    limits.max_frame_bytes = 300;
+    limits.max_batch = 3;
+    let mut h = connected_with(limits);
+    for n in 0..20u64 {
+        h.session
+            .publish(h.now, "c", Value::from(format!("{n:0>40}")))
+            .unwrap();
+    }
+    let mut total = 0;
+    while let Some(frame) = h.session.poll_transmit() {
+        assert!(frame.len() <= 300, "{} bytes", frame.len());
+        let messages = decode(&frame).len();
+        assert!(messages <= 3);
+        total += messages;
+    }
+    assert_eq!(total, 20);
+}
+
+#[test]
+fn commands_queued_before_the_first_connect_are_checked_once_the_limits_are_known() {
+    let mut h = Harness::new();
+    h.session.connect(h.now);
+    let big = h
+        .session
+        .publish(h.now, "c", Value::from("x".repeat(500)))
+        .expect("queued: the server's limits are not known yet");
+    let _ = h.session.poll_action();
+    h.session.handle_open(h.now);
+    let connect = h.sent();
+    let mut reply = ConnectReply::new("c1", 5000, 10_000, 1_000_000);
+    let mut limits = Limits::default();
+    limits.max_frame_bytes = 200;
+    reply.limits = Some(limits);
+    h.session
+        .handle_frame(h.now, vec![ServerMessage::reply(connect[0].id, reply)]);
+    assert!(h.events().iter().any(|e| matches!(
+        e,
+        Event::Reply { request, result: Err(RequestError::TooLarge { max: 200, .. }) } if *request == big
+    )));
+    assert!(h.sent().is_empty());
+}
+
+#[test]
+fn a_paused_subscription_stops_the_flow_and_resumes_from_what_was_delivered() {
+    let mut h = Harness::connected();
+    h.subscribed_at("c", 5, "e");
+    h.push(publication("c", 6, "e"));
+    h.push(publication("c", 7, "e"));
+    h.events();
+    // The application only took offset 6 when its buffer filled up.
+    h.session
+        .pause(h.now, "c", Some(StreamPosition::new(6, "e")));
+    assert!(matches!(
+        h.sent()[..],
+        [ClientMessage {
+            command: Command::Unsubscribe(_),
+            ..
+        }]
+    ));
+    h.push(publication("c", 8, "e"));
+    assert_eq!(h.publications(), Vec::<u64>::new(), "nothing while paused");
+    // A reconnect meanwhile does not resubscribe it.
+    h.reconnect();
+    h.events();
+    h.session.resume(h.now, "c");
+    let sent = h.sent();
+    let Command::Subscribe(subscribe) = &sent[0].command else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(subscribe.recover, Some(StreamPosition::new(6, "e")));
+}
+
+#[test]
+fn pushes_of_an_old_subscription_before_the_new_reply_are_dropped_then_recovered() {
+    let mut h = Harness::connected();
+    h.subscribed_at("c", 5, "e");
+    h.session
+        .pause(h.now, "c", Some(StreamPosition::new(5, "e")));
+    h.session.resume(h.now, "c");
+    let sent = h.sent();
+    h.events();
+    // Still in flight from before the unsubscribe: must not jump the queue.
+    h.push(publication("c", 9, "e"));
+    assert_eq!(h.publications(), Vec::<u64>::new());
+    // The resubscribe's reply recovers 6..=9 in order.
+    let id = sent
+        .iter()
+        .find(|m| matches!(&m.command, Command::Subscribe(s) if s.recover == Some(StreamPosition::new(5, "e"))))
+        .expect("resubscribed from 5")
+        .id;
+    let mut reply = SubscribeReply::default();
+    reply.offset = Some(9);
+    reply.epoch = Some("e".into());
+    reply.recovered = true;
+    reply.publications = (6..=9).map(|o| publication("c", o, "e")).collect();
+    h.session
+        .handle_frame(h.now, vec![ServerMessage::reply(id, reply)]);
+    assert_eq!(h.publications(), [6, 7, 8, 9]);
 }

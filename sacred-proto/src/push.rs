@@ -81,6 +81,11 @@ pub struct Publication {
 }
 
 impl Publication {
+    /// Reads the payload as a `T` (see [`from_value`](crate::from_value)).
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::ValueError> {
+        self.data.decode()
+    }
+
     /// A publication of `data` in `channel` at server time `time`, without
     /// stream position or publisher.
     pub fn new(channel: impl Into<String>, data: Value, time: u64) -> Publication {

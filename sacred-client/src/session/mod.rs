@@ -1,9 +1,11 @@
 //! `Session`: the client's protocol state machine, with no I/O. Transports
 //! feed it what happened (the socket opened, frames arrived, it closed, time
 //! passed, the user asked for something) and carry out what it asks (open or
-//! close the socket, send these messages as one frame, wake me at this time).
-//! Batching, reconnect, recovery, heartbeats and the offline queue are written
-//! and tested here once, for every transport.
+//! close the socket, send this frame, wake me at this time). Batching,
+//! reconnect, recovery, heartbeats and the offline queue are written and
+//! tested here once, for every transport.
+
+mod outgoing;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
@@ -11,14 +13,15 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sacred_proto::{
-    ClientInfo, ClientMessage, Command, ConnectRequest, DisconnectCode, ErrorCode, PongRequest,
+    ClientInfo, Codec, Command, ConnectRequest, DisconnectCode, ErrorCode, Limits, PongRequest,
     Publication, PublishRequest, Push, RefreshRequest, Reply, ReplyError, ServerMessage,
-    StreamPosition, SubscribeRequest, UnsubscribeRequest, Value,
+    StreamPosition, SubscribeReply, SubscribeRequest, UnsubscribeRequest, Value, validate_channel,
 };
 
 use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::event::{Action, Event, RequestError, RequestId, State};
+use outgoing::Outgoing;
 
 /// What a session is configured with.
 #[derive(Clone, Debug)]
@@ -28,15 +31,18 @@ pub struct SessionConfig {
     pub token: Option<String>,
     /// What the client says about itself.
     pub client: ClientInfo,
+    /// The wire format; the session encodes every frame it hands out.
+    pub codec: Codec,
     /// The reconnect schedule.
     pub backoff: Backoff,
     /// How long a command waits for its reply (default 5 s).
     pub request_timeout: Duration,
-    /// Most messages per frame (default 100, the server's default limit).
+    /// Most messages per frame (default 100; the server's own limit, once
+    /// announced, applies too).
     pub max_batch: usize,
-    /// Most publishes waiting while disconnected (default 100).
+    /// Most commands waiting while disconnected (default 100).
     pub offline_queue: usize,
-    /// How long a publish may wait while disconnected (default 10 s).
+    /// How long a command may wait while disconnected (default 10 s).
     pub offline_deadline: Duration,
     /// Seed of the jitter's random numbers (transports pass a random one).
     pub seed: u64,
@@ -50,6 +56,7 @@ impl Default for SessionConfig {
         SessionConfig {
             token: None,
             client: ClientInfo::default(),
+            codec: Codec::Json,
             backoff: Backoff::default(),
             request_timeout: Duration::from_secs(5),
             max_batch: 100,
@@ -67,8 +74,12 @@ enum Purpose {
     /// A user command: its result becomes [`Event::Reply`].
     User(RequestId),
     Connect,
-    /// A (re)subscription: its result becomes `Subscribed` or `Unsubscribed`.
-    Subscribe(String),
+    /// A (re)subscription: its result becomes `Subscribed` or `Unsubscribed`,
+    /// unless the subscription it was sent for has been replaced since.
+    Subscribe {
+        channel: String,
+        generation: u64,
+    },
     Pong,
     /// Nobody waits (unsubscribe).
     Quiet,
@@ -83,17 +94,32 @@ struct Pending {
     deadline: Duration,
 }
 
+/// One subscription the application holds.
 #[derive(Debug)]
 struct Subscription {
     join_leave: bool,
     /// The last position delivered; sent as `recover` when resubscribing.
     position: Option<StreamPosition>,
+    /// Tells this subscription apart from an earlier one to the same channel,
+    /// whose replies may still be on their way.
+    generation: u64,
+    /// Whether a subscribe for it went out on the current connection.
+    sent: bool,
+    /// Whether the server confirmed that subscribe. Until then publications
+    /// of the channel are dropped: after an unsubscribe and a resubscribe on
+    /// one connection, the old subscription's last pushes may still arrive,
+    /// and the new one's reply recovers everything after its position.
+    confirmed: bool,
+    /// Whether delivery is paused because the application fell behind; the
+    /// server was told to stop sending, and [`Session::resume`] recovers.
+    paused: bool,
 }
 
+/// A user command waiting for a connection.
 #[derive(Debug)]
 struct Queued {
     request: RequestId,
-    publish: PublishRequest,
+    command: Command,
     deadline: Duration,
 }
 
@@ -105,10 +131,17 @@ pub struct Session {
     rng: SmallRng,
     next_id: u32,
     next_request: u64,
+    next_generation: u64,
     pending: HashMap<u32, Pending>,
     subscriptions: BTreeMap<String, Subscription>,
     offline: VecDeque<Queued>,
-    outgoing: VecDeque<ClientMessage>,
+    outgoing: Outgoing,
+    /// What the server accepts: its announcement, or the protocol's defaults
+    /// until one arrived.
+    limits: Limits,
+    /// Whether `limits` came from a server (commands made before the first
+    /// connection are checked once they are sent).
+    limits_known: bool,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
     clock: Clock,
@@ -125,8 +158,8 @@ pub struct Session {
     next_url: Option<String>,
     /// The current connection is being closed to move: reconnect at once.
     moving: bool,
-    /// The code of the server's `disconnect` push, until the close arrives.
-    disconnect_code: Option<u16>,
+    /// The code and reason of the server's `disconnect` push, until the close arrives.
+    disconnect: Option<(u16, String)>,
     /// When to ask for a new token.
     refresh_at: Option<Duration>,
 }
@@ -136,14 +169,17 @@ impl Session {
     pub fn new(config: SessionConfig) -> Session {
         Session {
             rng: SmallRng::seed_from_u64(config.seed),
+            outgoing: Outgoing::new(config.codec),
             config,
             state: State::Disconnected,
             next_id: 0,
             next_request: 0,
+            next_generation: 0,
             pending: HashMap::new(),
             subscriptions: BTreeMap::new(),
             offline: VecDeque::new(),
-            outgoing: VecDeque::new(),
+            limits: Limits::default(),
+            limits_known: false,
             actions: VecDeque::new(),
             events: VecDeque::new(),
             clock: Clock::default(),
@@ -154,7 +190,7 @@ impl Session {
             migrate_at: None,
             next_url: None,
             moving: false,
-            disconnect_code: None,
+            disconnect: None,
             refresh_at: None,
         }
     }
@@ -162,6 +198,12 @@ impl Session {
     /// Where the session is.
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// What the server accepts from this client, as it announced in the
+    /// connect reply (the protocol's defaults before the first connection).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// The server's time (ms since the Unix epoch) at local time `now`, once known.
@@ -197,6 +239,7 @@ impl Session {
     /// Starts connecting.
     pub fn connect(&mut self, _now: Duration) {
         if self.state == State::Disconnected {
+            self.reconnect_at = None;
             self.set_state(State::Connecting);
             self.actions.push_back(Action::Open { url: None });
         }
@@ -214,9 +257,12 @@ impl Session {
         self.fail_all(RequestError::Closed);
     }
 
-    /// Subscribes to `channel`: now if connected, else with the next connect.
-    /// The outcome arrives as [`Event::Subscribed`] or [`Event::Unsubscribed`],
+    /// Subscribes to `channel`: now if connected, else once connected. The
+    /// outcome arrives as [`Event::Subscribed`] or [`Event::Unsubscribed`],
     /// the first time and after every reconnect alike.
+    ///
+    /// One subscription per channel: a second one while the first lasts is
+    /// refused with [`RequestError::AlreadySubscribed`], and the first goes on.
     pub fn subscribe(
         &mut self,
         now: Duration,
@@ -224,25 +270,74 @@ impl Session {
         join_leave: bool,
     ) -> Result<(), RequestError> {
         self.usable()?;
-        self.subscriptions.insert(
-            channel.to_owned(),
-            Subscription {
-                join_leave,
-                position: None,
-            },
-        );
+        if self.subscriptions.contains_key(channel) {
+            return Err(RequestError::AlreadySubscribed);
+        }
+        validate_channel(channel, &self.limits)
+            .map_err(|err| RequestError::Invalid(err.to_string()))?;
+        self.next_generation += 1;
+        let subscription = Subscription {
+            join_leave,
+            position: None,
+            generation: self.next_generation,
+            sent: false,
+            confirmed: false,
+            paused: false,
+        };
+        self.subscriptions.insert(channel.to_owned(), subscription);
         if self.state == State::Connected {
-            let mut command = SubscribeRequest::new(channel);
-            command.join_leave = join_leave;
-            self.send(now, command.into(), Purpose::Subscribe(channel.to_owned()));
+            self.send_subscribe(now, channel);
         }
         Ok(())
     }
 
     /// Unsubscribes from `channel`; nothing of it is delivered afterwards.
     pub fn unsubscribe(&mut self, now: Duration, channel: &str) {
-        if self.subscriptions.remove(channel).is_some() && self.state == State::Connected {
+        let Some(subscription) = self.subscriptions.remove(channel) else {
+            return;
+        };
+        if self.state == State::Connected && subscription.sent && !subscription.paused {
             self.send(now, UnsubscribeRequest::new(channel).into(), Purpose::Quiet);
+        }
+    }
+
+    /// The application cannot take more of `channel` now: stop delivering it,
+    /// and have the server stop sending it. `delivered` is the position of
+    /// the last publication the application did take: [`Session::resume`]
+    /// recovers everything after it, so nothing is lost (within the history
+    /// window; beyond it the resubscription reports `recovered: false`).
+    pub fn pause(&mut self, now: Duration, channel: &str, delivered: Option<StreamPosition>) {
+        let Some(subscription) = self.subscriptions.get_mut(channel) else {
+            return;
+        };
+        if subscription.paused {
+            return;
+        }
+        subscription.paused = true;
+        if delivered.is_some() {
+            subscription.position = delivered;
+        }
+        let active = subscription.sent;
+        subscription.sent = false;
+        if self.state == State::Connected && active {
+            self.send(now, UnsubscribeRequest::new(channel).into(), Purpose::Quiet);
+        }
+    }
+
+    /// The application can take `channel` again: resubscribe from the
+    /// position it paused at.
+    pub fn resume(&mut self, now: Duration, channel: &str) {
+        let Some(subscription) = self.subscriptions.get_mut(channel) else {
+            return;
+        };
+        if !subscription.paused {
+            return;
+        }
+        subscription.paused = false;
+        self.next_generation += 1;
+        subscription.generation = self.next_generation;
+        if self.state == State::Connected {
+            self.send_subscribe(now, channel);
         }
     }
 
@@ -253,60 +348,61 @@ impl Session {
         channel: &str,
         data: Value,
     ) -> Result<RequestId, RequestError> {
+        self.request(now, PublishRequest::new(channel, data).into())
+    }
+
+    /// Sends a user command: now if connected, else once connected, waiting
+    /// in the offline queue (bounded in count and time) until then.
+    ///
+    /// A command the server would refuse by closing the connection (bigger
+    /// than its frame limit, nested too deep) or answer with 107 is refused
+    /// here, before anything is sent.
+    pub fn request(&mut self, now: Duration, command: Command) -> Result<RequestId, RequestError> {
         self.usable()?;
-        let publish = PublishRequest::new(channel, data);
+        command
+            .validate(&self.limits)
+            .map_err(|err| RequestError::Invalid(err.to_string()))?;
         if self.state == State::Connected {
+            let id = self.next_message_id();
+            let encoded = outgoing::encode(self.config.codec, &self.limits, id, command)?;
             let request = self.request_id();
-            self.send(now, publish.into(), Purpose::User(request));
+            self.track(now, id, Purpose::User(request));
+            self.outgoing.push(encoded);
             return Ok(request);
         }
         if self.offline.len() >= self.config.offline_queue {
             return Err(RequestError::QueueFull);
         }
+        if self.limits_known {
+            // Checked now against what the server said last time (and again
+            // when it is sent, in case the next server says otherwise).
+            outgoing::encode(self.config.codec, &self.limits, u32::MAX, command.clone())?;
+        }
         let request = self.request_id();
         self.offline.push_back(Queued {
             request,
-            publish,
+            command,
             deadline: now + self.config.offline_deadline,
         });
         Ok(request)
     }
 
-    /// Sends any other command (send, presence, history, rpc) when connected.
-    pub fn request(&mut self, now: Duration, command: Command) -> Result<RequestId, RequestError> {
-        self.usable()?;
-        if self.state != State::Connected {
-            return Err(RequestError::Disconnected);
-        }
-        let request = self.request_id();
-        self.send(now, command, Purpose::User(request));
-        Ok(request)
-    }
-
-    /// The socket is open: connect, resubscribe with positions, and flush the
-    /// offline queue, all in one frame.
+    /// The socket is open: connect and resubscribe with positions, in one
+    /// frame. Commands that waited go out once the connect is accepted.
     pub fn handle_open(&mut self, now: Duration) {
         if self.state != State::Connecting {
             return;
         }
         let connect = ConnectRequest::new(self.config.token.clone(), self.config.client.clone());
         self.send(now, connect.into(), Purpose::Connect);
-        let resubscribe: Vec<_> = self
+        let channels: Vec<String> = self
             .subscriptions
             .iter()
-            .map(|(channel, sub)| {
-                let mut command = SubscribeRequest::new(channel);
-                command.join_leave = sub.join_leave;
-                command.recover = sub.position.clone();
-                command
-            })
+            .filter(|(_, sub)| !sub.paused)
+            .map(|(channel, _)| channel.clone())
             .collect();
-        for command in resubscribe {
-            let channel = command.channel.clone();
-            self.send(now, command.into(), Purpose::Subscribe(channel));
-        }
-        while let Some(queued) = self.offline.pop_front() {
-            self.send(now, queued.publish.into(), Purpose::User(queued.request));
+        for channel in channels {
+            self.send_subscribe(now, &channel);
         }
     }
 
@@ -323,14 +419,22 @@ impl Session {
         }
     }
 
-    /// The socket closed (with the close frame's code, if any) or failed.
-    pub fn handle_close(&mut self, now: Duration, code: Option<u16>) {
-        let code = self.disconnect_code.take().or(code).unwrap_or(1006);
+    /// The socket closed, with the close frame's code and reason if it had
+    /// them, or failed (`None`).
+    pub fn handle_close(&mut self, now: Duration, close: Option<(u16, String)>) {
+        let (code, reason) = self
+            .disconnect
+            .take()
+            .or(close)
+            .unwrap_or_else(|| (1006, String::from("connection lost")));
         self.refresh_at = None;
         // Nothing queued for the old connection may reach the next one ahead of its connect.
         self.outgoing.clear();
         self.dead_link_at = None;
         self.liveness = None;
+        for subscription in self.subscriptions.values_mut() {
+            subscription.sent = false;
+        }
         let in_flight: Vec<_> = self.pending.drain().map(|(_, p)| p.purpose).collect();
         for purpose in in_flight {
             if let Purpose::User(request) = purpose {
@@ -344,8 +448,11 @@ impl Session {
             return;
         }
         let reconnect = DisconnectCode::from_u16(code).should_reconnect();
-        self.events
-            .push_back(Event::Disconnected { code, reconnect });
+        self.events.push_back(Event::Disconnected {
+            code,
+            reason,
+            reconnect,
+        });
         if reconnect {
             self.set_state(State::Disconnected);
             let delay = if std::mem::take(&mut self.moving) {
@@ -377,9 +484,12 @@ impl Session {
                         result: Err(RequestError::Timeout),
                     }),
                     // An unanswered connect is a dead attempt.
-                    Purpose::Connect => self.actions.push_back(Action::Close),
+                    Purpose::Connect => self.close_link("the server did not answer the connect"),
                     // Resubscribed with the next connection.
-                    Purpose::Subscribe(_) | Purpose::Pong | Purpose::Quiet | Purpose::Refresh => {}
+                    Purpose::Subscribe { .. }
+                    | Purpose::Pong
+                    | Purpose::Quiet
+                    | Purpose::Refresh => {}
                 }
             }
         }
@@ -393,12 +503,16 @@ impl Session {
         }
         if self.dead_link_at.is_some_and(|at| at <= now) {
             self.dead_link_at = None;
-            self.actions.push_back(Action::Close);
+            let silence = self.liveness.unwrap_or_default().as_millis();
+            self.close_link(&format!(
+                "nothing from the server for {silence} ms: a dead link"
+            ));
         }
         if self.migrate_at.is_some_and(|at| at <= now) && self.state == State::Connected {
             self.migrate_at = None;
             self.moving = true;
-            self.disconnect_code = Some(DisconnectCode::SHUTDOWN.as_u16());
+            let shutdown = DisconnectCode::SHUTDOWN;
+            self.disconnect = Some((shutdown.as_u16(), "moving as the server advised".into()));
             self.actions.push_back(Action::Close);
         }
         if self.refresh_at.is_some_and(|at| at <= now) && self.state == State::Connected {
@@ -431,13 +545,11 @@ impl Session {
             .min()
     }
 
-    /// The next frame to send: everything queued, up to `max_batch` messages.
-    pub fn poll_transmit(&mut self) -> Option<Vec<ClientMessage>> {
-        if self.outgoing.is_empty() {
-            return None;
-        }
-        let take = self.outgoing.len().min(self.config.max_batch.max(1));
-        Some(self.outgoing.drain(..take).collect())
+    /// The next frame to send, encoded: everything queued that fits in one
+    /// frame, within `max_batch` and the server's limits.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.outgoing
+            .next_frame(&self.limits, self.config.max_batch)
     }
 
     /// The next thing the transport should do.
@@ -463,13 +575,17 @@ impl Session {
         RequestId(self.next_request)
     }
 
-    fn send(&mut self, now: Duration, command: Command, purpose: Purpose) {
-        let id = loop {
+    /// A command id that no command in flight uses.
+    fn next_message_id(&mut self) -> u32 {
+        loop {
             self.next_id = self.next_id.checked_add(1).unwrap_or(1);
             if !self.pending.contains_key(&self.next_id) {
-                break self.next_id;
+                return self.next_id;
             }
-        };
+        }
+    }
+
+    fn track(&mut self, now: Duration, id: u32, purpose: Purpose) {
         let deadline = now + self.config.request_timeout;
         self.pending.insert(
             id,
@@ -479,7 +595,54 @@ impl Session {
                 deadline,
             },
         );
-        self.outgoing.push_back(ClientMessage::new(id, command));
+    }
+
+    /// Queues one of the session's own commands (connect, subscribe, pong...).
+    fn send(&mut self, now: Duration, command: Command, purpose: Purpose) {
+        let id = self.next_message_id();
+        match outgoing::encode(self.config.codec, &self.limits, id, command) {
+            Ok(encoded) => {
+                self.track(now, id, purpose);
+                self.outgoing.push(encoded);
+            }
+            // Only a connect with a token bigger than the server accepts can
+            // get here: the server would close for it, so the attempt fails.
+            Err(err) => {
+                tracing::warn!(
+                    ?err,
+                    "a command of the session does not fit the server's limits"
+                );
+                if matches!(purpose, Purpose::Connect) {
+                    self.close_link("the connect command is larger than the server accepts");
+                }
+            }
+        }
+    }
+
+    fn send_subscribe(&mut self, now: Duration, channel: &str) {
+        let Some(subscription) = self.subscriptions.get_mut(channel) else {
+            return;
+        };
+        subscription.sent = true;
+        subscription.confirmed = false;
+        let command = SubscribeRequest::new(channel).join_leave(subscription.join_leave);
+        let command = match subscription.position.clone() {
+            Some(position) => command.recover(position),
+            None => command,
+        };
+        let purpose = Purpose::Subscribe {
+            channel: channel.to_owned(),
+            generation: subscription.generation,
+        };
+        self.send(now, command.into(), purpose);
+    }
+
+    /// Asks the transport to close the link for `why` (reported with 1006,
+    /// as a link that failed, and followed by a reconnect).
+    fn close_link(&mut self, why: &str) {
+        self.disconnect
+            .get_or_insert_with(|| (1006, why.to_owned()));
+        self.actions.push_back(Action::Close);
     }
 
     fn set_state(&mut self, state: State) {
@@ -508,24 +671,59 @@ impl Session {
         }
     }
 
+    /// The connect was accepted: take the server's terms, then send what
+    /// waited for a connection, checked against the limits it announced.
+    fn connected(&mut self, now: Duration, sent: Duration, reply: sacred_proto::ConnectReply) {
+        self.clock.sample(sent, now, reply.time);
+        let liveness =
+            Duration::from_millis(u64::from(reply.ping_interval) + u64::from(reply.pong_timeout));
+        self.liveness = Some(liveness);
+        self.dead_link_at = Some(now + liveness);
+        self.attempt = 0;
+        self.limits = reply.limits.clone().unwrap_or_default();
+        self.limits_known = true;
+        self.schedule_refresh(now, reply.expires);
+        self.set_state(State::Connected);
+        self.events.push_back(Event::Connected(reply));
+        let unsent: Vec<String> = self
+            .subscriptions
+            .iter()
+            .filter(|(_, sub)| !sub.sent && !sub.paused)
+            .map(|(channel, _)| channel.clone())
+            .collect();
+        for channel in unsent {
+            self.send_subscribe(now, &channel);
+        }
+        while let Some(queued) = self.offline.pop_front() {
+            let id = self.next_message_id();
+            match outgoing::encode(self.config.codec, &self.limits, id, queued.command) {
+                Ok(encoded) => {
+                    self.track(now, id, Purpose::User(queued.request));
+                    self.outgoing.push(encoded);
+                }
+                Err(err) => self.events.push_back(Event::Reply {
+                    request: queued.request,
+                    result: Err(err),
+                }),
+            }
+        }
+    }
+
     fn reply(&mut self, now: Duration, id: u32, result: Result<Reply, ReplyError>) {
         let Some(pending) = self.pending.remove(&id) else {
             return;
         };
         match (pending.purpose, result) {
             (Purpose::Connect, Ok(Reply::Connect(reply))) => {
-                self.clock.sample(pending.sent, now, reply.time);
-                let liveness = Duration::from_millis(
-                    u64::from(reply.ping_interval) + u64::from(reply.pong_timeout),
-                );
-                self.liveness = Some(liveness);
-                self.dead_link_at = Some(now + liveness);
-                self.attempt = 0;
-                self.schedule_refresh(now, reply.expires);
-                self.set_state(State::Connected);
-                self.events.push_back(Event::Connected(reply));
+                self.connected(now, pending.sent, reply)
             }
-            (Purpose::Connect, _) => self.actions.push_back(Action::Close),
+            (Purpose::Connect, result) => {
+                let why = match result {
+                    Err(err) => format!("the server refused the connect: {err}"),
+                    Ok(reply) => format!("a {} reply to the connect", reply.kind()),
+                };
+                self.close_link(&why);
+            }
             (Purpose::Pong, Ok(Reply::Pong(pong))) => {
                 self.clock.sample(pending.sent, now, pong.time)
             }
@@ -535,15 +733,39 @@ impl Session {
             // A refused refresh: the server closes with 3004 at expiry and the
             // reconnect fetches a fresh token.
             (Purpose::Pong | Purpose::Quiet | Purpose::Refresh, _) => {}
-            (Purpose::Subscribe(channel), Ok(Reply::Subscribe(reply))) => {
-                self.subscribed(channel, reply)
-            }
-            (Purpose::Subscribe(channel), result) => {
-                self.subscriptions.remove(&channel);
-                let code = result
-                    .err()
-                    .map_or(ErrorCode::INTERNAL.as_u32(), |err| err.code);
-                self.events.push_back(Event::Unsubscribed { channel, code });
+            (
+                Purpose::Subscribe {
+                    channel,
+                    generation,
+                },
+                result,
+            ) => {
+                let current = self
+                    .subscriptions
+                    .get(&channel)
+                    .is_some_and(|sub| sub.generation == generation && !sub.paused);
+                if !current {
+                    // For a subscription that was replaced, paused or dropped since.
+                    return;
+                }
+                match result {
+                    Ok(Reply::Subscribe(reply)) => self.subscribed(channel, reply),
+                    other => {
+                        let error = match other {
+                            Err(error) => error,
+                            Ok(reply) => ReplyError::new(
+                                ErrorCode::INTERNAL,
+                                format!("a {} reply to a subscribe", reply.kind()),
+                            ),
+                        };
+                        self.subscriptions.remove(&channel);
+                        self.events.push_back(Event::Unsubscribed {
+                            channel,
+                            code: error.code,
+                            reason: error.message,
+                        });
+                    }
+                }
             }
             (Purpose::User(request), result) => {
                 self.events.push_back(Event::Reply {
@@ -556,7 +778,10 @@ impl Session {
 
     /// A subscription is active: replayed publications first, then the
     /// announcement; its position is the stream's position after them.
-    fn subscribed(&mut self, channel: String, reply: sacred_proto::SubscribeReply) {
+    fn subscribed(&mut self, channel: String, reply: SubscribeReply) {
+        if let Some(sub) = self.subscriptions.get_mut(&channel) {
+            sub.confirmed = true;
+        }
         for publication in reply.publications {
             self.deliver(publication);
         }
@@ -577,26 +802,35 @@ impl Session {
         match push {
             Push::Publication(publication) => self.deliver(publication),
             Push::Ping(_) => self.send(now, PongRequest::new().into(), Purpose::Pong),
-            Push::Join(join) => self.events.push_back(Event::Join {
-                channel: join.channel,
-                client: join.client,
-            }),
-            Push::Leave(leave) => self.events.push_back(Event::Leave {
-                channel: leave.channel,
-                client: leave.client,
-            }),
+            Push::Join(join) if self.delivering(&join.channel) => {
+                self.events.push_back(Event::Join {
+                    channel: join.channel,
+                    client: join.client,
+                })
+            }
+            Push::Leave(leave) if self.delivering(&leave.channel) => {
+                self.events.push_back(Event::Leave {
+                    channel: leave.channel,
+                    client: leave.client,
+                })
+            }
+            Push::Join(_) | Push::Leave(_) => {}
             Push::Message(message) => self.events.push_back(Event::Message {
                 from: message.from,
                 data: message.data,
             }),
             Push::Unsubscribed(unsubscribed) => {
-                self.subscriptions.remove(&unsubscribed.channel);
-                self.events.push_back(Event::Unsubscribed {
-                    channel: unsubscribed.channel,
-                    code: unsubscribed.code,
-                });
+                if self.subscriptions.remove(&unsubscribed.channel).is_some() {
+                    self.events.push_back(Event::Unsubscribed {
+                        channel: unsubscribed.channel,
+                        code: unsubscribed.code,
+                        reason: unsubscribed.reason,
+                    });
+                }
             }
-            Push::Disconnect(disconnect) => self.disconnect_code = Some(disconnect.code),
+            Push::Disconnect(disconnect) => {
+                self.disconnect = Some((disconnect.code, disconnect.reason))
+            }
             Push::Migrate(migrate) => {
                 // Move at a random moment before the deadline, spreading clients.
                 let deadline = self.clock.local_time(migrate.at, now).unwrap_or(now);
@@ -608,6 +842,13 @@ impl Session {
         }
     }
 
+    /// Whether events of `channel` go to the application now.
+    fn delivering(&self, channel: &str) -> bool {
+        self.subscriptions
+            .get(channel)
+            .is_some_and(|sub| sub.confirmed && !sub.paused)
+    }
+
     /// Delivers a publication unless it is a duplicate, and moves the position.
     /// A publication from another epoch means the stream was lost and
     /// restarted: the application hears it as an unrecovered resubscription
@@ -616,6 +857,9 @@ impl Session {
         let Some(sub) = self.subscriptions.get_mut(&publication.channel) else {
             return;
         };
+        if sub.paused || !sub.confirmed {
+            return;
+        }
         if let (Some(offset), Some(epoch)) = (publication.offset, publication.epoch.as_ref()) {
             match &sub.position {
                 Some(position) if position.epoch == *epoch && offset <= position.offset => return,

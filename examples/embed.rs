@@ -31,6 +31,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("host app on http://127.0.0.1:3000, Sacred on ws://127.0.0.1:3000/rt/ws");
     let listener = listener.tap_io(|tcp| drop(tcp.set_nodelay(true)));
+    // With connect info, Sacred's authenticator and hooks see each client's address.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;

@@ -37,12 +37,15 @@ impl Tokens {
         let mut parts = token.splitn(3, '.');
         let (user, expiry, signature) = (parts.next()?, parts.next()?, parts.next()?);
         let expiry: u64 = expiry.parse().ok()?;
-        (signature == self.sign(user, expiry) && expiry > now_ms()).then(|| (user.to_owned(), expiry))
+        (signature == self.sign(user, expiry) && expiry > now_ms())
+            .then(|| (user.to_owned(), expiry))
     }
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The host's authenticator: who a connection is, from its token.
@@ -66,7 +69,9 @@ impl Authenticator for SignedTokens {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let tokens = Arc::new(Tokens { secret: "keep me in a secret store" });
+    let tokens = Arc::new(Tokens {
+        secret: "keep me in a secret store",
+    });
     let hub = Hub::builder()
         .authenticator(SignedTokens(Arc::clone(&tokens)))
         .namespace("user", Default::default())
@@ -92,7 +97,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             async move { Ok::<_, std::convert::Infallible>(tokens.issue("ada", Duration::from_secs(2))) }
         }
     };
-    let client = Client::builder(&url).name("ada's laptop").token_provider(provider).build()?;
+    let client = Client::builder(&url)
+        .name("ada's laptop")
+        .token_provider(provider)
+        .build()?;
     let mut events = client.events();
     client.connect().await?;
     let mut mine = client.subscribe("user:ada").await?;
@@ -104,15 +112,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     times_asked.wait_for(|n| *n >= 2).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     hub.publish("user:ada", "for ada only".into()).await?;
-    let publication = mine.next_publication().await.ok_or("the subscription ended")?;
+    let publication = mine
+        .next_publication()
+        .await
+        .ok_or("the subscription ended")?;
     println!("client: got {:?} on user:ada", publication.data);
     while let Some(event) = events.try_recv() {
-        assert!(!matches!(event, ClientEvent::Disconnected { .. }), "{event:?}");
+        assert!(
+            !matches!(event, ClientEvent::Disconnected { .. }),
+            "{event:?}"
+        );
     }
     println!("client: still on the first connection after the token was refreshed");
 
     // A forged token is refused for good.
-    let forged = Client::builder(&url).token("ada.99999999999999.forged").connect().await;
+    let forged = Client::builder(&url)
+        .token("ada.99999999999999.forged")
+        .connect()
+        .await;
     println!("forged token: {}", forged.unwrap_err());
     Ok(())
 }

@@ -14,15 +14,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if ctx.to.info.kind == "agent" || ctx.from.info.kind == "agent" {
             Ok(())
         } else {
-            Err(Refusal::permission_denied("people write to agents, not to each other"))
+            Err(Refusal::permission_denied(
+                "people write to agents, not to each other",
+            ))
         }
     });
     let (url, _hub) = serve_locally(hub).await?;
 
-    let agent = Client::builder(&url).name("helpdesk").kind("agent").connect().await?;
+    let agent = Client::builder(&url)
+        .name("helpdesk")
+        .kind("agent")
+        .connect()
+        .await?;
     let mut inbox = agent.messages();
-    let ada = Client::builder(&url).name("ada").kind("app").connect().await?;
-    let eve = Client::builder(&url).name("eve").kind("app").connect().await?;
+    let ada = Client::builder(&url)
+        .name("ada")
+        .kind("app")
+        .connect()
+        .await?;
+    let eve = Client::builder(&url)
+        .name("eve")
+        .kind("app")
+        .connect()
+        .await?;
 
     ada.send(agent.id().unwrap(), "my order is late").await?;
     if let Some(MessageEvent::Message(message)) = inbox.recv().await {
@@ -35,7 +49,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(MessageEvent::Message(reply)) = ada_inbox.recv().await {
         println!("ada got {:?}", reply.data);
     }
-    let refused = eve.send(ada.id().unwrap(), "hello stranger").await.unwrap_err();
+    let refused = eve
+        .send(ada.id().unwrap(), "hello stranger")
+        .await
+        .unwrap_err();
     println!("eve to ada: {refused}");
     Ok(())
 }

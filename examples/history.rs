@@ -15,14 +15,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let news = NamespaceOptions::default().history(50, Duration::from_secs(3600));
     let (url, hub) = serve_locally(Hub::builder().namespace("news", news)).await?;
     for n in 1..=10 {
-        hub.publish("news:tech", format!("headline {n}").into()).await?;
+        hub.publish("news:tech", format!("headline {n}").into())
+            .await?;
     }
 
     let client = Client::builder(&url).name("reader").connect().await?;
     let newest = client
         .history(HistoryRequest::new("news:tech").limit(3).reverse(true))
         .await?;
-    println!("the stream is at offset {} (epoch {})", newest.offset, newest.epoch);
+    println!(
+        "the stream is at offset {} (epoch {})",
+        newest.offset, newest.epoch
+    );
     for publication in &newest.publications {
         println!("newest: #{:?} {:?}", publication.offset, publication.data);
     }

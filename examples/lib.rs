@@ -22,7 +22,9 @@ use sacred_server::{Hub, HubBuilder};
 
 /// Serves `builder`'s hub on a free loopback port, in the background, as a
 /// host app would with `axum::serve`; returns its `ws://` URL and handle.
-pub async fn serve_locally(builder: HubBuilder) -> Result<(String, Hub), Box<dyn std::error::Error>> {
+pub async fn serve_locally(
+    builder: HubBuilder,
+) -> Result<(String, Hub), Box<dyn std::error::Error>> {
     let (router, hub) = builder.build()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("ws://{}/ws", listener.local_addr()?);

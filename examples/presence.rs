@@ -15,10 +15,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `subscribe_with(channel, true)` opts in to join and leave events.
     let mut room = ada.subscribe_with("room", true).await?;
 
-    let bot = Client::builder(&url).name("support-bot").kind("agent").connect().await?;
+    let bot = Client::builder(&url)
+        .name("support-bot")
+        .kind("agent")
+        .connect()
+        .await?;
     let bots_room = bot.subscribe("room").await?;
     for peer in ada.presence("room").await? {
-        println!("in the room: {} ({}, {})", peer.info.name, peer.info.kind, peer.id);
+        println!(
+            "in the room: {} ({}, {})",
+            peer.info.name, peer.info.kind, peer.id
+        );
     }
     drop(bots_room); // leaving the channel
     for _ in 0..2 {

@@ -49,7 +49,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 // The gap left the history window: rebuild from what is kept.
                 let kept = client.history(HistoryRequest::new("scores")).await?;
                 board = kept.publications.into_iter().map(|p| p.data).collect();
-                println!("reconnected without the gap: reloaded {} scores", board.len());
+                println!(
+                    "reconnected without the gap: reloaded {} scores",
+                    board.len()
+                );
                 break;
             }
             other => println!("{other:?}"),

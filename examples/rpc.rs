@@ -23,13 +23,22 @@ struct Weather {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hub = Hub::builder().rpc("weather.get", |ctx, data: Value| async move {
-        let question: Question =
-            data.decode().map_err(|err| RpcError::new(422, format!("bad question: {err}")))?;
-        println!("host: {} asks about {}", ctx.caller.info.name, question.city);
+        let question: Question = data
+            .decode()
+            .map_err(|err| RpcError::new(422, format!("bad question: {err}")))?;
+        println!(
+            "host: {} asks about {}",
+            ctx.caller.info.name, question.city
+        );
         let celsius = match question.city.as_str() {
             "Lyon" => 21.5,
             "Oslo" => -3.0,
-            _ => return Err(RpcError::new(404, format!("no such city: {}", question.city))),
+            _ => {
+                return Err(RpcError::new(
+                    404,
+                    format!("no such city: {}", question.city),
+                ));
+            }
         };
         let answer = Weather {
             city: question.city,
@@ -39,7 +48,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let (url, _hub) = serve_locally(hub).await?;
 
-    let client = Client::builder(&url).name("forecaster").kind("agent").connect().await?;
+    let client = Client::builder(&url)
+        .name("forecaster")
+        .kind("agent")
+        .connect()
+        .await?;
     for city in ["Lyon", "Oslo", "Atlantis"] {
         let question = Question { city: city.into() };
         match client.rpc("weather.get", &question).await {

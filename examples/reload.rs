@@ -18,7 +18,16 @@ use sacred_server::{Hub, NamespaceOptions};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A history of only 5 publications, so a short absence is enough.
     let small = NamespaceOptions::default().history(5, Duration::from_secs(3600));
-    let (url, hub) = serve_locally(Hub::builder().namespace("", small)).await?;
+    let (gone, mut left) = tokio::sync::mpsc::unbounded_channel();
+    let hub = Hub::builder()
+        .namespace("", small)
+        .on_disconnect(move |_| {
+            let gone = gone.clone();
+            async move {
+                let _ = gone.send(());
+            }
+        });
+    let (url, hub) = serve_locally(hub).await?;
 
     let client = Client::builder(&url)
         .name("dashboard")
@@ -35,6 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The connection drops; 20 publications happen before the client is back.
     let id = client.id().ok_or("connected")?;
     hub.disconnect(&id, DisconnectCode::FORCE_RECONNECT);
+    left.recv().await;
     for n in 2..=21 {
         hub.publish("scores", format!("{n}-0").into()).await?;
     }
@@ -43,7 +53,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         match scores.recv().await.ok_or("the subscription ended")? {
             SubscriptionEvent::Publication(publication) => board.push(publication.data),
             SubscriptionEvent::Resubscribed { recovered: true } => {
-                println!("reconnected; every missed score was replayed")
+                println!("reconnected; every missed score was replayed");
+                break;
             }
             SubscriptionEvent::Resubscribed { recovered: false } => {
                 // The gap left the history window: rebuild from what is kept.

@@ -181,8 +181,10 @@ impl Client {
     }
 
     /// Publishes and waits for the server's ack. `data` is any serde value:
-    /// a `Value`, a string, a number, your own `#[derive(Serialize)]` type
-    /// (bytes go as bytes with `serde_bytes`). While disconnected the publish
+    /// a `Value`, a string, a number, your own `#[derive(Serialize)]` type.
+    /// Bytes: a `Vec<u8>` serialises as a list of numbers, as serde has it;
+    /// send `Value::Bytes(vec)`, or a `serde_bytes` field, for MessagePack
+    /// `bin` (base64 text for JSON readers). While disconnected the publish
     /// waits in the offline queue.
     pub async fn publish(
         &self,

@@ -126,7 +126,7 @@ async fn connects_subscribes_and_publishes_with_ack_in_both_codecs() {
         // Bytes travel as `bin` in MessagePack and as base64 in JSON (spec 2.3).
         within(
             "publish",
-            publisher.publish(&channel, vec![0u8, 1, 254, 255]),
+            publisher.publish(&channel, Value::Bytes(vec![0u8, 1, 254, 255])),
         )
         .await
         .unwrap();

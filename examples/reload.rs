@@ -19,14 +19,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A history of only 5 publications, so a short absence is enough.
     let small = NamespaceOptions::default().history(5, Duration::from_secs(3600));
     let (gone, mut left) = tokio::sync::mpsc::unbounded_channel();
-    let hub = Hub::builder()
-        .namespace("", small)
-        .on_disconnect(move |_| {
-            let gone = gone.clone();
-            async move {
-                let _ = gone.send(());
-            }
-        });
+    let hub = Hub::builder().namespace("", small).on_disconnect(move |_| {
+        let gone = gone.clone();
+        async move {
+            let _ = gone.send(());
+        }
+    });
     let (url, hub) = serve_locally(hub).await?;
 
     let client = Client::builder(&url)

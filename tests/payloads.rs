@@ -48,6 +48,24 @@ async fn typed_payloads_travel_both_codecs_bytes_included() {
             .unwrap();
         let got: Move = publication.decode().unwrap();
         assert_eq!(got, sent, "{sender_codec} -> {reader_codec}");
+        // A `Value` is published as it is: bytes arrive as bytes in
+        // MessagePack and as base64 text in JSON.
+        let bytes = Value::Bytes(vec![0, 1, 254, 255]);
+        within("publish", sender.publish("board", &bytes))
+            .await
+            .unwrap();
+        let publication = within("publication", board.next_publication())
+            .await
+            .unwrap();
+        // (JSON has no bytes: a JSON sender's bytes are base64 text for everyone.)
+        let expected = match (sender_codec, reader_codec) {
+            (Codec::MsgPack, Codec::MsgPack) => bytes,
+            _ => Value::from("AAH+/w=="),
+        };
+        assert_eq!(
+            publication.data, expected,
+            "{sender_codec} -> {reader_codec}"
+        );
         let doubled: u64 = within("rpc", sender.rpc("double", 21))
             .await
             .unwrap()

@@ -242,12 +242,31 @@ impl Serialize for Value {
             Value::Bool(b) => serializer.serialize_bool(*b),
             Value::Number(n) => n.serialize(serializer),
             Value::String(s) => serializer.serialize_str(s),
+            // Human-readable formats (JSON) get base64 text. Under a name
+            // `to_value` recognises, so that bytes stay bytes through it.
             Value::Bytes(b) if serializer.is_human_readable() => {
-                serializer.serialize_str(&BASE64.encode(b))
+                serializer.serialize_newtype_struct(BYTES_TOKEN, &Base64(b))
             }
             Value::Bytes(b) => serializer.serialize_bytes(b),
             Value::Array(items) => serializer.collect_seq(items),
             Value::Object(map) => serializer.collect_map(map),
+        }
+    }
+}
+
+/// The newtype name `Value::Bytes` serialises under in human-readable
+/// formats; `to_value` reads what it wraps as bytes.
+pub(crate) const BYTES_TOKEN: &str = "$sacred_proto::Bytes";
+
+/// Bytes as base64 text where the format is human-readable, as bytes where not.
+struct Base64<'a>(&'a [u8]);
+
+impl Serialize for Base64<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&BASE64.encode(self.0))
+        } else {
+            serializer.serialize_bytes(self.0)
         }
     }
 }
@@ -457,6 +476,26 @@ mod tests {
         let narrow = from_value::<u8>(Value::from(300u64)).unwrap_err();
         assert!(narrow.to_string().contains("300"), "{narrow}");
         assert!(from_value::<serde_bytes::ByteBuf>(Value::from("not base64!")).is_err());
+    }
+
+    #[test]
+    fn a_value_goes_through_to_value_unchanged() {
+        let value = Value::from(json!({"a": [1, -2, 2.5, "x", null, true]}));
+        let Value::Object(mut entries) = value else {
+            panic!("an object")
+        };
+        entries.insert("b".into(), Value::Bytes(vec![0, 1, 255]));
+        let value = Value::Object(entries);
+        assert_eq!(to_value(&value).unwrap(), value);
+        assert_eq!(
+            to_value(&Value::Bytes(vec![7])).unwrap(),
+            Value::Bytes(vec![7])
+        );
+        // and JSON still carries bytes as base64 text
+        assert_eq!(
+            serde_json::to_string(&Value::Bytes(vec![0, 1, 255])).unwrap(),
+            r#""AAH/""#
+        );
     }
 
     #[test]

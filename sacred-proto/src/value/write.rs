@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::ser::{self, Serialize};
 
-use super::{Number, Value, ValueError};
+use super::{BYTES_TOKEN, Number, Value, ValueError};
 
 /// Converts `value` to a [`Value`].
 ///
@@ -29,10 +29,15 @@ use super::{Number, Value, ValueError};
 /// # Ok::<(), sacred_proto::ValueError>(())
 /// ```
 pub fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value, ValueError> {
-    value.serialize(ValueSerializer)
+    value.serialize(ValueSerializer {
+        human_readable: true,
+    })
 }
 
-struct ValueSerializer;
+struct ValueSerializer {
+    /// True but inside [`Value::Bytes`]' own newtype, which it reads as bytes.
+    human_readable: bool,
+}
 
 impl ser::Serializer for ValueSerializer {
     type Ok = Value;
@@ -46,7 +51,7 @@ impl ser::Serializer for ValueSerializer {
     type SerializeStructVariant = Tagged<MapBuilder>;
 
     fn is_human_readable(&self) -> bool {
-        true
+        self.human_readable
     }
 
     fn serialize_bool(self, v: bool) -> Result<Value, ValueError> {
@@ -149,9 +154,14 @@ impl ser::Serializer for ValueSerializer {
 
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
-        _name: &'static str,
+        name: &'static str,
         value: &T,
     ) -> Result<Value, ValueError> {
+        if name == BYTES_TOKEN {
+            return value.serialize(ValueSerializer {
+                human_readable: false,
+            });
+        }
         value.serialize(self)
     }
 

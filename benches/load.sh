@@ -14,6 +14,7 @@ CLIENTS=${CLIENTS:-2000}
 IDLE=${IDLE:-10000}
 CONNECTS=${CONNECTS:-5000}
 DURATION=${DURATION:-10}
+CHURN=${CHURN:-1000000}
 
 cargo build --release --locked -q -p sacred-server -p sacred-benches --bins
 bin=target/release
@@ -67,4 +68,5 @@ for codec in json msgpack; do
   load sacred $codec idle --connections "$IDLE"
   load raw $codec idle --connections "$IDLE"
   load sacred $codec connect --clients "$CONNECTS"
+  load sacred $codec churn --channels "$CHURN"
 done

@@ -31,6 +31,24 @@
 //! # }
 //! ```
 //!
+//! # Streams: what happens when a reader falls behind
+//!
+//! Every stream is bounded, so an application that stops reading cannot make
+//! the client grow without limit, and none drops anything silently:
+//!
+//! - A [`Subscription`] to a channel with history that falls behind is paused:
+//!   the server stops sending it, and once the application has read half of
+//!   what waits, the client resubscribes from the last publication it
+//!   delivered. The publications in between arrive, in order, as if nothing
+//!   happened; if they left the history window the stream says
+//!   [`SubscriptionEvent::Resubscribed`] with `recovered: false` (reload).
+//! - Anything else that does not fit (publications of a channel without
+//!   history, join and leave events, connection events, direct messages) is
+//!   counted, and the count arrives as a `Lagged` event ahead of the next
+//!   item, so the application knows how much it missed.
+//! - Direct messages that arrive before anyone called [`Client::messages`](crate::Client::messages)
+//!   wait for the first reader (as many as the buffer holds).
+//!
 //! # Platforms
 //!
 //! Natively, `build` (or `connect`) spawns the connection task on the current tokio

@@ -2,23 +2,7 @@
 //! [`Events`] about the connection, [`Messages`] sent to this client, and the
 //! bounded outlet the connection task feeds each of them through.
 //!
-//! # Delivery policy
-//!
-//! Every stream is bounded, so an application that stops reading cannot make
-//! the client grow without limit, and none drops anything silently:
-//!
-//! - A [`Subscription`] to a channel with history that falls behind is paused:
-//!   the server stops sending it, and once the application has read half of
-//!   what waits, the client resubscribes from the last publication it
-//!   delivered. The publications in between arrive, in order, as if nothing
-//!   happened; if they left the history window the stream says
-//!   [`SubscriptionEvent::Resubscribed`] with `recovered: false` (reload).
-//! - Anything else that does not fit (publications of a channel without
-//!   history, join and leave events, connection events, direct messages) is
-//!   counted, and the count arrives as a `Lagged` event ahead of the next
-//!   item, so the application knows how much it missed.
-//! - Direct messages that arrive before anyone called [`Client::messages`](crate::Client::messages)
-//!   wait for the first reader (as many as the buffer holds).
+//! The delivery policy is in the crate documentation ("Streams").
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -7,6 +7,7 @@
 //!   channels  N clients in pairs, each pair on its own channel (chat-like)
 //!   idle      hold N connections and report the server's memory per connection
 //!   connect   how fast N clients connect and subscribe
+//!   churn     subscribe to and leave N distinct channels; the server's memory as it goes
 //! ```
 //!
 //! `--protocol raw` drives `raw-broadcast`, the baseline (fanout and idle).
@@ -14,6 +15,7 @@
 //! and what limits them are in `docs/benchmarks.md`.
 
 mod channels;
+mod churn;
 mod fanout;
 mod hold;
 mod stats;
@@ -66,6 +68,8 @@ enum Scenario {
     Idle(hold::IdleArgs),
     /// Connect and subscribe N clients; report the rate and the time each took.
     Connect(hold::ConnectArgs),
+    /// Subscribe to and leave N distinct channels; report the server's memory.
+    Churn(churn::Args),
 }
 
 /// What every scenario is given.
@@ -105,6 +109,7 @@ impl fmt::Display for Scenario {
             Scenario::Channels(_) => "channels",
             Scenario::Idle(_) => "idle",
             Scenario::Connect(_) => "connect",
+            Scenario::Churn(_) => "churn",
         })
     }
 }
@@ -154,6 +159,7 @@ async fn main() {
         Scenario::Channels(args) => channels::run(&common, args).await,
         Scenario::Idle(args) => hold::idle(&common, args).await,
         Scenario::Connect(args) => hold::connect(&common, args).await,
+        Scenario::Churn(args) => churn::run(&common, args).await,
     };
     match result {
         Ok(mut report) => {

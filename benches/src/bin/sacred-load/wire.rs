@@ -177,6 +177,39 @@ impl Conn {
         }
     }
 
+    /// Sends commands in one batch frame and reads until the last one's
+    /// reply (answering pings meanwhile); fails on any error reply.
+    pub(crate) async fn batch(&mut self, commands: Vec<Command>) -> Result<(), Error> {
+        let messages: Vec<ClientMessage> = commands
+            .into_iter()
+            .map(|command| ClientMessage::new(self.id(), command))
+            .collect();
+        let last = messages.last().map_or(0, |m| m.id);
+        let bytes = self
+            .codec
+            .encode_batch(&messages)
+            .map_err(|e| e.to_string())?;
+        let frame = match self.codec {
+            Codec::Json => Message::text(String::from_utf8(bytes).map_err(|e| e.to_string())?),
+            Codec::MsgPack => Message::binary(bytes),
+        };
+        self.socket.send(frame).await.map_err(|e| e.to_string())?;
+        loop {
+            for message in self.recv().await? {
+                match message {
+                    ServerMessage::Reply {
+                        result: Err(err), ..
+                    } => {
+                        return Err(format!("error {}: {}", err.code, err.message));
+                    }
+                    ServerMessage::Reply { id, .. } if id == last => return Ok(()),
+                    ServerMessage::Push(Push::Ping(_)) => self.pong().await?,
+                    _ => {}
+                }
+            }
+        }
+    }
+
     /// Answers a ping.
     pub(crate) async fn pong(&mut self) -> Result<(), Error> {
         let id = self.id();

@@ -9,8 +9,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
-use sacred_proto::Value;
-use sacred_server::{Hub, NamespaceOptions};
+use sacred_server::{Hub, NamespaceOptions, Value};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use sacred_client::{Client, HistoryRequest, SubscriptionEvent, Value};
 use sacred_examples::serve_locally;
-use sacred_proto::DisconnectCode;
-use sacred_server::{Hub, NamespaceOptions};
+use sacred_server::{DisconnectCode, Hub, NamespaceOptions};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -44,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             city: question.city,
             celsius,
         };
-        sacred_proto::to_value(&answer).map_err(|err| RpcError::new(500, err.to_string()))
+        sacred_server::to_value(&answer).map_err(|err| RpcError::new(500, err.to_string()))
     });
     let (url, _hub) = serve_locally(hub).await?;
 

@@ -49,7 +49,7 @@ impl ClientBuilder {
             url,
             config,
             token_provider: None,
-            connect_timeout: None,
+            connect_timeout: Some(Duration::from_secs(10)),
             subscription_buffer: 1024,
             message_buffer: 1024,
             transport: transport::Options::default(),
@@ -119,11 +119,12 @@ impl ClientBuilder {
     }
 
     /// How long `connect()` waits for the first connection before it fails
-    /// with `is_timeout()` (the last attempt's error is its `source()`).
-    /// Unset by default: `connect()` waits as long as attempts fail in a way
-    /// worth retrying, reporting each on [`Client::events`].
+    /// with `is_timeout()`, naming why the last attempt failed (that error is
+    /// also its `source()`). 10 s by default; `Duration::MAX` waits as long
+    /// as attempts fail in a way worth retrying. Each failed attempt is also
+    /// reported on [`Client::events`].
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = Some(timeout);
+        self.connect_timeout = (timeout != Duration::MAX).then_some(timeout);
         self
     }
 

@@ -101,8 +101,11 @@ impl Client {
     ///
     /// It fails if the server refuses the connection for good (`is_refused()`:
     /// an invalid token, anonymous connections refused, ...), if the client is
-    /// closed, or after the builder's `connect_timeout` (`is_timeout()`, with
-    /// the last attempt's error as `source()`; the client keeps trying).
+    /// closed, or after the builder's `connect_timeout`, 10 s by default
+    /// (`is_timeout()`, naming the last attempt's error). After a timeout
+    /// this handle's client keeps trying in the background (unlike
+    /// [`ClientBuilder::connect`], which closes the client it could not
+    /// connect); call `connect()` again to wait more, or `close()`.
     /// Attempts that fail in a way worth retrying are retried with backoff
     /// meanwhile, and each is reported on [`Client::events`].
     pub async fn connect(&self) -> Result<(), Error> {

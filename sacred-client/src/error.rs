@@ -167,11 +167,14 @@ impl Error {
         matches!(self.kind, Kind::Builder(_))
     }
 
-    /// The server's error code (error replies) or disconnect code (refusals).
+    /// The server's error code (error replies) or disconnect code
+    /// (refusals); 105 for a subscribe refused locally as a duplicate, the
+    /// code the server would have answered.
     pub fn code(&self) -> Option<u32> {
         match &self.kind {
             Kind::Server(err) => Some(err.code),
             Kind::Refused(code, _) => Some(u32::from(*code)),
+            Kind::AlreadySubscribed => Some(ErrorCode::ALREADY_SUBSCRIBED.as_u32()),
             _ => None,
         }
     }
@@ -222,10 +225,17 @@ impl fmt::Display for Error {
         match &self.kind {
             Kind::Server(err) => {
                 let code = ErrorCode::from_u32(err.code);
-                write!(f, "server error {code}: {}", err.message)
+                if code.text() == Some(err.message.as_str()) {
+                    write!(f, "server error {code}")
+                } else {
+                    write!(f, "server error {code}: {}", err.message)
+                }
             }
             Kind::Timeout => f.write_str("request timed out"),
-            Kind::ConnectTimeout => f.write_str("connect timed out"),
+            Kind::ConnectTimeout => match &self.source {
+                Some(last) => write!(f, "connect timed out; the last attempt: {last}"),
+                None => f.write_str("connect timed out before any attempt ended"),
+            },
             Kind::Disconnected => f.write_str("connection lost before the reply"),
             Kind::Closed => f.write_str("client is closed"),
             Kind::QueueFull => f.write_str("offline queue is full"),

@@ -1,5 +1,5 @@
 //! Sacred's client for Rust applications, natively (tokio) and in the browser
-//! (wasm32), and the core the Python package shares.
+//! (wasm32), and the core the Python and JavaScript packages are to share.
 //!
 //! [`Client`] is a cheap `Clone` handle over a task that owns the connection:
 //! it reconnects with full-jitter backoff, resubscribes with recovery

@@ -157,6 +157,11 @@ impl DirectMessage {
     pub fn new(from: Option<Peer>, data: Value) -> DirectMessage {
         DirectMessage { from, data }
     }
+
+    /// Reads the payload as a `T` (see [`from_value`](crate::from_value)).
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::ValueError> {
+        self.data.decode()
+    }
 }
 
 /// The server ended a subscription; the client does not resubscribe on its own.

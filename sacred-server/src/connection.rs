@@ -337,6 +337,10 @@ impl Connection {
         self.outbound.hold();
         let mut refused = Vec::new();
         for sub in &request.subs {
+            if self.subs.contains(&sub.channel) {
+                // Listed twice: subscribed once, the duplicate ignored.
+                continue;
+            }
             match self.subscribe(&peer, sub).await {
                 Ok(result) => drop(reply.subs.insert(sub.channel.clone(), result)),
                 Err(err) => refused.push(Unsubscribed::new(

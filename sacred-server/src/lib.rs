@@ -91,3 +91,12 @@ pub use hooks::{
 pub use hub::{Hub, PublishError, SendError};
 pub use options::{Access, ApiKey, HubOptions, NamespaceOptions};
 pub use rpc::{RpcContext, RpcError};
+
+/// The protocol crate, for everything this crate's API does not re-export.
+pub use sacred_proto as proto;
+/// The protocol types this crate's API takes and returns, so that one
+/// dependency is enough.
+pub use sacred_proto::{
+    ClientInfo, Codec, DisconnectCode, ErrorCode, Limits, Peer, Publication, PublishReply,
+    StreamPosition, Value, ValueError, from_value, to_value,
+};

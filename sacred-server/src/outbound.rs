@@ -246,6 +246,10 @@ pub(crate) async fn write(
     }
     let closing = closing.borrow().clone();
     let Some(Closing::Disconnect(code, reason)) = closing else {
+        // The client closed: tungstenite has queued the reply to its close
+        // frame (RFC 6455, 5.5.1), which closing the sink sends. (If the
+        // socket failed instead, this fails at once.)
+        let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
         return;
     };
     let goodbye = async {

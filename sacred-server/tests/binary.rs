@@ -100,6 +100,9 @@ async fn sigterm_ends_the_process_after_the_drain_whatever_sockets_are_open() {
     let started = Instant::now();
     server.signal("-TERM");
     assert!(matches!(client.push().await, Push::Migrate(_)));
+    // While it drains it still answers: the balancer learns it is not ready.
+    let ready = http_get(server.addr, "/ready").await;
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
     assert_eq!(
         client.closed().await,
         Some(3001),

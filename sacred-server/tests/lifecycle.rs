@@ -210,3 +210,34 @@ async fn shutdown_turns_ready_off_advises_migration_drains_then_closes_with_3001
         .unwrap();
     assert_eq!(server.hub.connections(), 0);
 }
+
+#[tokio::test]
+async fn a_client_that_closes_gets_a_close_frame_back() {
+    let server = Server::start(Hub::builder()).await;
+    let (mut client, _) = Client::connect(&server.url(), Codec::Json, info("leaving")).await;
+    assert_eq!(
+        client.close_and_hear_back().await,
+        Some(1000),
+        "RFC 6455: the close is answered"
+    );
+}
+
+#[tokio::test]
+async fn a_channel_listed_twice_in_connect_subs_is_subscribed_once() {
+    let server = Server::start(Hub::builder()).await;
+    let mut client = Client::open(&server.url(), Codec::Json).await;
+    let mut connect = ConnectRequest::new(None, info("twice"));
+    connect.subs = vec![
+        SubscribeRequest::new("lobby"),
+        SubscribeRequest::new("lobby"),
+    ];
+    let reply = client.connect_with(connect).await.unwrap();
+    assert_eq!(reply.subs.len(), 1);
+    server
+        .hub
+        .publish("lobby", Value::from("one"))
+        .await
+        .unwrap();
+    // Had the duplicate been refused, an `unsubscribed` push would come first.
+    assert_eq!(client.publication().await.data, Value::from("one"));
+}

@@ -179,6 +179,13 @@ impl Client {
         while self.read().await {}
     }
 
+    /// Closes normally and returns the code of the close frame the server
+    /// answered with, if it did.
+    pub async fn close_and_hear_back(&mut self) -> Option<u16> {
+        self.close_normally().await;
+        self.close.as_ref().map(|(code, _)| *code)
+    }
+
     pub async fn send_raw(&mut self, frame: Message) {
         // The server may already have closed; the test then reads the close.
         let _ = self.ws.send(frame).await;

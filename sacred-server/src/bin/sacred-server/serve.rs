@@ -28,8 +28,9 @@ pub(crate) struct Http {
     pub(crate) header_timeout: Duration,
 }
 
-/// Serves `router` until the first SIGTERM or Ctrl-C, then drains the hub and
-/// returns. A second signal during the drain returns at once.
+/// Serves `router` until the first SIGTERM or Ctrl-C, then drains the hub
+/// (still answering, so that `/ready` tells balancers 503 and new upgrades
+/// are refused) and returns. A second signal during the drain returns at once.
 pub(crate) async fn serve(listener: TcpListener, router: Router, hub: Hub, http: Http) {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -38,20 +39,49 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, hub: Hub, http:
     // Every HTTP connection task holds a receiver; `stop` tells them to finish,
     // and `stop.closed()` resolves once the last one has.
     let (stop, stopping) = watch::channel(false);
-    let first_signal = signal();
-    tokio::pin!(first_signal);
+    let accept = || accept(&listener, &builder, &router, &stopping);
+    tokio::select! {
+        () = accept() => {}
+        () = signal() => {}
+    }
+    tracing::info!(
+        connections = hub.connections(),
+        "shutting down: not ready, migrate advice sent, draining (a second signal exits at once)"
+    );
+    tokio::select! {
+        () = hub.shutdown() => {}
+        () = accept() => {}
+        () = signal() => {
+            tracing::warn!("second signal: exiting without waiting for the drain");
+            return;
+        }
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    tokio::select! {
+        result = tokio::time::timeout(HTTP_GRACE, stop.closed()) => if result.is_err() {
+            tracing::warn!("HTTP connections still open after the drain are closed");
+        },
+        () = signal() => tracing::warn!("second signal: exiting now"),
+    }
+}
+
+/// Accepts connections and serves each on its own task; runs until dropped.
+async fn accept(
+    listener: &TcpListener,
+    builder: &hyper::server::conn::http1::Builder,
+    router: &Router,
+    stopping: &watch::Receiver<bool>,
+) {
     loop {
-        let (tcp, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of descriptors, typically: let some connections end.
-                    tracing::warn!(%err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut first_signal => break,
+        let (tcp, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of descriptors, typically: let some connections end.
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::warn!(%err, "cannot set TCP_NODELAY");
@@ -66,25 +96,6 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, hub: Hub, http:
             .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
             .with_upgrades();
         tokio::spawn(exchange(connection, stopping.clone(), remote));
-    }
-    drop(listener);
-    tracing::info!(
-        connections = hub.connections(),
-        "shutting down: not ready, migrate advice sent, draining (a second signal exits at once)"
-    );
-    let drain = async {
-        hub.shutdown().await;
-        let _ = stop.send(true);
-        if tokio::time::timeout(HTTP_GRACE, stop.closed())
-            .await
-            .is_err()
-        {
-            tracing::warn!("HTTP connections still open after the drain are closed");
-        }
-    };
-    tokio::select! {
-        () = drain => {}
-        () = signal() => tracing::warn!("second signal: exiting without waiting for the drain"),
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::error::Error;
 use crate::event::{Event, RequestError, RequestId, State};
 use crate::op::Op;
-use crate::platform::BoxedFuture;
+use crate::platform::{BoxedFuture, SendOutsideWasm};
 use crate::session::Session;
 use crate::stream::{ClientEvent, MessageEvent, Offer, Outlet, SubscriptionEvent};
 
@@ -191,22 +191,12 @@ impl Dispatch {
             }
             Room::Listener(id) => {
                 if let Some(outlet) = self.listeners.get_mut(&id) {
-                    outlet.roomy();
-                    if outlet.report(client_lagged) == Offer::Full
-                        && let Some(wait) = outlet.room()
-                    {
-                        self.rooms.push(waiting(wait, Room::Listener(id)));
-                    }
+                    report(outlet, client_lagged, &self.rooms, Room::Listener(id));
                 }
             }
             Room::Inbox(id) => {
                 if let Some(outlet) = self.inboxes.get_mut(&id) {
-                    outlet.roomy();
-                    if outlet.report(message_lagged) == Offer::Full
-                        && let Some(wait) = outlet.room()
-                    {
-                        self.rooms.push(waiting(wait, Room::Inbox(id)));
-                    }
+                    report(outlet, message_lagged, &self.rooms, Room::Inbox(id));
                 }
             }
         }
@@ -397,19 +387,10 @@ impl Dispatch {
 
     fn broadcast(&mut self, event: ClientEvent) {
         let rooms = &self.rooms;
-        self.listeners.retain(
-            |id, outlet| match outlet.offer(event.clone(), client_lagged) {
-                Offer::Taken => true,
-                Offer::Full => {
-                    outlet.skip();
-                    if let Some(wait) = outlet.room() {
-                        rooms.push(waiting(wait, Room::Listener(*id)));
-                    }
-                    true
-                }
-                Offer::Gone => false,
-            },
-        );
+        self.listeners.retain(|id, outlet| {
+            let offer = outlet.offer(event.clone(), client_lagged);
+            overflowed(offer, outlet, rooms, Room::Listener(*id))
+        });
     }
 
     fn message(&mut self, message: DirectMessage) {
@@ -423,17 +404,8 @@ impl Dispatch {
         }
         let rooms = &self.rooms;
         self.inboxes.retain(|id, outlet| {
-            match outlet.offer(MessageEvent::Message(message.clone()), message_lagged) {
-                Offer::Taken => true,
-                Offer::Full => {
-                    outlet.skip();
-                    if let Some(wait) = outlet.room() {
-                        rooms.push(waiting(wait, Room::Inbox(*id)));
-                    }
-                    true
-                }
-                Offer::Gone => false,
-            }
+            let offer = outlet.offer(MessageEvent::Message(message.clone()), message_lagged);
+            overflowed(offer, outlet, rooms, Room::Inbox(*id))
         });
     }
 
@@ -462,6 +434,43 @@ impl Dispatch {
 /// A room that opened up (see [`Dispatch::room`]).
 #[derive(Debug)]
 pub(crate) struct RoomReady(Room);
+
+/// After an offer to a listener: a full buffer counts the item and waits for
+/// room to report it. Whether the listener is still there.
+fn overflowed<T: SendOutsideWasm + 'static>(
+    offer: Offer,
+    outlet: &mut Outlet<T>,
+    rooms: &FuturesUnordered<BoxedFuture<Room>>,
+    room: Room,
+) -> bool {
+    match offer {
+        Offer::Taken => true,
+        Offer::Full => {
+            outlet.skip();
+            if let Some(wait) = outlet.room() {
+                rooms.push(waiting(wait, room));
+            }
+            true
+        }
+        Offer::Gone => false,
+    }
+}
+
+/// A listener's buffer has room: report what it skipped (waiting again if
+/// even that does not fit).
+fn report<T: SendOutsideWasm + 'static>(
+    outlet: &mut Outlet<T>,
+    lag: fn(u64) -> T,
+    rooms: &FuturesUnordered<BoxedFuture<Room>>,
+    room: Room,
+) {
+    outlet.roomy();
+    if outlet.report(lag) == Offer::Full
+        && let Some(wait) = outlet.room()
+    {
+        rooms.push(waiting(wait, room));
+    }
+}
 
 fn waiting(wait: BoxedFuture<()>, room: Room) -> BoxedFuture<Room> {
     Box::pin(async move {

@@ -6,13 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::SinkExt;
-use sacred_proto::{ClientMessage, PublishRequest, Push, ServerMessage};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::stats::{Samples, Traffic, TrafficArgs};
-use crate::wire::{Conn, Error, Protocol, now_ns, payload, stamp};
+use crate::wire::{Conn, Error, Protocol, now_ns, payload};
 use crate::{Common, connect_all};
 
 /// `channels` settings.
@@ -29,8 +27,8 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
-    if common.protocol == Protocol::Raw {
-        return Err("the raw baseline has no channels; use --protocol sacred".to_owned());
+    if common.protocol != Protocol::Sacred {
+        return Err("channels runs against Sacred only; use --protocol sacred".to_owned());
     }
     if args.rate <= 0.0 {
         return Err("--rate must be positive".to_owned());
@@ -42,7 +40,6 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
     let shared = Arc::new(Traffic::default());
     let (stop, stopped) = watch::channel(false);
     let period = Duration::from_secs_f64(1.0 / args.rate);
-    let padding = "x".repeat(args.traffic.payload);
     let mut tasks = Vec::new();
     let n = clients.len();
     for (index, conn) in clients.into_iter().enumerate() {
@@ -52,7 +49,7 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
             conn,
             index,
             tokio::time::interval_at(first, period),
-            padding.clone(),
+            args.traffic.payload,
             Arc::clone(&shared),
             stopped.clone(),
         )));
@@ -90,7 +87,7 @@ async fn chat(
     mut conn: Conn,
     index: usize,
     mut tick: tokio::time::Interval,
-    padding: String,
+    payload_bytes: usize,
     shared: Arc<Traffic>,
     mut stop: watch::Receiver<bool>,
 ) -> Samples {
@@ -101,37 +98,21 @@ async fn chat(
             _ = stop.changed() => return samples,
             _ = tick.tick() => {
                 let seq = shared.published.fetch_add(1, Ordering::Relaxed);
-                let id = conn.id();
-                let publish = PublishRequest::new(channel.as_str(), payload(seq, &padding));
-                let frame = conn.frame(&ClientMessage::new(id, publish));
-                if conn.socket.send(frame).await.is_err() {
+                let frame = conn.publish_frame(&channel, &payload(seq, payload_bytes));
+                if conn.send(&[frame]).await.is_err() {
                     shared.errors.fetch_add(1, Ordering::Relaxed);
                     return samples;
                 }
             }
-            messages = conn.recv() => {
-                let Ok(messages) = messages else {
+            received = conn.recv(shared.measuring.load(Ordering::Relaxed)) => {
+                let Ok(received) = received else {
                     shared.errors.fetch_add(1, Ordering::Relaxed);
                     return samples;
                 };
-                for message in messages {
-                    match message {
-                        ServerMessage::Push(Push::Publication(publication)) => {
-                            shared.delivered.fetch_add(1, Ordering::Relaxed);
-                            if shared.measuring.load(Ordering::Relaxed)
-                                && let Some((sent, _)) = stamp(&publication.data)
-                            {
-                                samples.record(now_ns().saturating_sub(sent));
-                            }
-                        }
-                        ServerMessage::Reply { result: Err(_), .. } => {
-                            shared.errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                        ServerMessage::Push(Push::Ping(_)) => {
-                            let _ = conn.pong().await;
-                        }
-                        _ => {}
-                    }
+                shared.delivered.fetch_add(received.deliveries, Ordering::Relaxed);
+                shared.errors.fetch_add(received.errors, Ordering::Relaxed);
+                if let Some(sent) = received.sent_ns {
+                    samples.record(now_ns().saturating_sub(sent));
                 }
             }
         }

@@ -1,19 +1,21 @@
-//! Fan-out: N subscribers on one channel, P publishers at a fixed total rate
-//! or flat out. Flat out is closed-loop: at most `window` publications per
-//! subscriber are in flight (published, not yet received), so queues stay
-//! bounded and the latency is that of the maximum sustainable rate.
+//! Fan-out: N subscribers on one channel, P publishers. Three ways to drive it:
+//!
+//! - flat out (closed loop): at most `window` publications per subscriber in
+//!   flight (published, not yet received), so queues stay bounded and the
+//!   rate is the most the server sustains;
+//! - `--open-loop`: publishers send as fast as they can, whatever arrives,
+//!   and the run counts what was lost once everything in flight has landed;
+//! - `--rate R`: R publications per second in all, for latency.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::SinkExt;
-use sacred_proto::{ClientMessage, PublishRequest, Push, ServerMessage};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
 use crate::stats::{Samples, Traffic, TrafficArgs};
-use crate::wire::{Conn, Error, Protocol, now_ns, payload, publication_push, stamp};
+use crate::wire::{Conn, Error, now_ns, payload};
 use crate::{Common, connect_all};
 
 /// Fan-out settings.
@@ -29,8 +31,12 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 0)]
     rate: u64,
     /// Flat out: publications in flight per subscriber.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 64)]
     window: usize,
+    /// Publish as fast as the connection takes, without a window, and count
+    /// the deliveries lost.
+    #[arg(long)]
+    open_loop: bool,
     #[command(flatten)]
     traffic: TrafficArgs,
 }
@@ -44,6 +50,9 @@ struct Shared {
 
 const CHANNEL: &str = "bench-fanout";
 
+/// Most publications a publisher sends with one write.
+const BURST: u32 = 16;
+
 pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
     let subscribers = connect_all(common, args.subscribers, "load-subscriber", |_| {
         Some(CHANNEL.to_owned())
@@ -54,10 +63,11 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
         traffic: Traffic::default(),
         slots: Semaphore::new(args.window * args.subscribers),
     });
+    // `stop` ends the publishing, `done` the receiving once what was in flight landed.
     let (stop, stopped) = watch::channel(false);
-    // About 8 latency samples per publication, spread over the subscribers:
-    // decoding costs the generator CPU it shares with the server.
-    let every = args.subscribers.div_ceil(8) as u64;
+    let (done, finished) = watch::channel(false);
+    // One latency sample per publication, from a different subscriber each time.
+    let every = args.subscribers as u64;
     let mut receiving = Vec::new();
     for (index, conn) in subscribers.into_iter().enumerate() {
         receiving.push(tokio::spawn(subscribe(
@@ -65,20 +75,24 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
             index as u64,
             every,
             Arc::clone(&shared),
-            stopped.clone(),
+            finished.clone(),
         )));
     }
-    let padding = "x".repeat(args.traffic.payload);
+    let mode = if args.rate > 0 {
+        Mode::Rate(Duration::from_secs_f64(
+            args.publishers as f64 / args.rate as f64,
+        ))
+    } else if args.open_loop {
+        Mode::OpenLoop
+    } else {
+        Mode::Window(args.subscribers as u32)
+    };
     let mut publishing = Vec::new();
     for conn in publishers {
-        let period = (args.rate > 0)
-            .then(|| Duration::from_secs_f64(args.publishers as f64 / args.rate as f64));
         publishing.push(tokio::spawn(publish(
             conn,
-            common.protocol,
-            period,
-            args.subscribers as u32,
-            padding.clone(),
+            mode,
+            args.traffic.payload,
             Arc::clone(&shared),
             stopped.clone(),
         )));
@@ -95,23 +109,33 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
         )
         .await;
 
+    // Publishing stops; what is in flight lands (or is lost) before counting.
     let _ = stop.send(true);
     shared.slots.close();
+    for task in publishing {
+        let _ = task.await;
+    }
+    let expected =
+        shared.traffic.published.load(Ordering::Relaxed) * args.subscribers as u64;
+    let lost = shared.traffic.settle(expected).await;
+    let _ = done.send(true);
     let mut latency = Samples::default();
     for task in receiving {
         latency.merge(task.await.map_err(|e| e.to_string())?);
     }
-    for task in publishing {
-        let _ = task.await;
-    }
     Ok(json!({
         "subscribers": args.subscribers,
         "publishers": args.publishers,
-        "rate": if args.rate == 0 { json!("max") } else { json!(args.rate) },
+        "rate": match mode {
+            Mode::Rate(_) => json!(args.rate),
+            Mode::OpenLoop => json!("open loop"),
+            Mode::Window(_) => json!(format!("max, {} in flight", args.window)),
+        },
         "payload_bytes": args.traffic.payload,
         "seconds": measured.seconds,
         "published_per_s": measured.published_per_s,
         "delivered_per_s": measured.delivered_per_s,
+        "lost": lost,
         "latency_us": latency.summary(),
         "errors": shared.traffic.errors.load(Ordering::Relaxed),
         "server_rss_bytes": measured.server_rss,
@@ -119,7 +143,19 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
             .as_f64()
             .map(|cores| (cores * 1e9 / measured.delivered_per_s).round()),
         "cpu": measured.cpu,
+        "bound": measured.bound(),
     }))
+}
+
+/// How publishers pace themselves.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// A fixed period between publications.
+    Rate(Duration),
+    /// A delivery slot per subscriber for each publication.
+    Window(u32),
+    /// No pacing at all.
+    OpenLoop,
 }
 
 async fn subscribe(
@@ -131,96 +167,78 @@ async fn subscribe(
 ) -> Samples {
     let mut samples = Samples::default();
     let mut count = index;
+    // Deliveries not yet added to the shared counters: they are added once
+    // the frames read so far are handled, not per frame.
+    let mut unreported = 0u64;
     loop {
-        let frame = tokio::select! {
+        // One in `every` deliveries is sampled for its latency while measuring.
+        let sample = count % every == 0 && shared.traffic.measuring.load(Ordering::Relaxed);
+        let received = tokio::select! {
             _ = stop.changed() => return samples,
-            frame = conn.recv_frame() => frame,
+            received = conn.recv(sample) => received,
         };
-        let Ok(frame) = frame else {
+        let Ok(received) = received else {
             shared.traffic.errors.fetch_add(1, Ordering::Relaxed);
             return samples;
         };
-        // Publications are counted by their first bytes; one in `every` is
-        // decoded for its latency, and everything else is decoded in full.
-        if conn.is_publication(&frame) {
-            shared.traffic.delivered.fetch_add(1, Ordering::Relaxed);
-            shared.slots.add_permits(1);
-            count += 1;
-            if count % every == 0 && shared.traffic.measuring.load(Ordering::Relaxed) {
-                let received = now_ns();
-                if let Ok(messages) = conn.decode(&frame)
-                    && let Some(ServerMessage::Push(Push::Publication(publication))) =
-                        messages.first()
-                    && let Some((sent, _)) = stamp(&publication.data)
-                {
-                    samples.record(received.saturating_sub(sent));
-                }
+        if received.deliveries > 0 {
+            if let Some(sent) = received.sent_ns {
+                samples.record(now_ns().saturating_sub(sent));
             }
-            continue;
+            count += received.deliveries;
+            unreported += received.deliveries;
         }
-        let Ok(messages) = conn.decode(&frame) else {
-            shared.traffic.errors.fetch_add(1, Ordering::Relaxed);
-            return samples;
-        };
-        for message in messages {
-            match message {
-                ServerMessage::Push(Push::Publication(_)) => {
-                    shared.traffic.delivered.fetch_add(1, Ordering::Relaxed);
-                    shared.slots.add_permits(1);
-                }
-                ServerMessage::Push(Push::Ping(_)) if conn.pong().await.is_err() => {
-                    shared.traffic.errors.fetch_add(1, Ordering::Relaxed);
-                    return samples;
-                }
-                _ => {}
-            }
+        if unreported > 0 && (!conn.has_frame() || unreported >= 256) {
+            shared
+                .traffic
+                .delivered
+                .fetch_add(unreported, Ordering::Relaxed);
+            shared.slots.add_permits(unreported as usize);
+            unreported = 0;
+        }
+        if received.errors > 0 {
+            shared
+                .traffic
+                .errors
+                .fetch_add(received.errors, Ordering::Relaxed);
         }
     }
 }
 
 async fn publish(
     mut conn: Conn,
-    protocol: Protocol,
-    period: Option<Duration>,
-    subscribers: u32,
-    padding: String,
+    mode: Mode,
+    payload_bytes: usize,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut tick = period.map(tokio::time::interval);
+    let mut tick = match mode {
+        Mode::Rate(period) => Some(tokio::time::interval(period)),
+        Mode::Window(_) | Mode::OpenLoop => None,
+    };
     loop {
         tokio::select! {
             _ = stop.changed() => return,
-            ready = next_slot(&mut tick, &shared.slots, subscribers) => {
-                if !ready {
+            burst = next_burst(&mut tick, mode, &shared.slots) => {
+                if burst == 0 {
                     return;
                 }
-                let seq = shared.traffic.published.fetch_add(1, Ordering::Relaxed) + 1;
-                let data = payload(seq, &padding);
-                let frame = match protocol {
-                    Protocol::Sacred => {
-                        let id = conn.id();
-                        conn.frame(&ClientMessage::new(id, PublishRequest::new(CHANNEL, data)))
-                    }
-                    Protocol::Raw => conn.frame(&publication_push(CHANNEL, seq, data)),
-                };
-                if conn.socket.send(frame).await.is_err() {
+                let frames: Vec<Vec<u8>> = (0..burst)
+                    .map(|_| {
+                        let seq = shared.traffic.published.fetch_add(1, Ordering::Relaxed) + 1;
+                        conn.publish_frame(CHANNEL, &payload(seq, payload_bytes))
+                    })
+                    .collect();
+                if conn.send(&frames).await.is_err() {
                     shared.traffic.errors.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
             }
-            messages = conn.recv() => match messages {
-                Ok(messages) => {
-                    for message in messages {
-                        match message {
-                            ServerMessage::Reply { result: Err(_), .. } => {
-                                shared.traffic.errors.fetch_add(1, Ordering::Relaxed);
-                            }
-                            ServerMessage::Push(Push::Ping(_)) => {
-                                let _ = conn.pong().await;
-                            }
-                            _ => {}
-                        }
+            // Acks, pings: read so that the server never waits on this socket.
+            received = conn.recv(false) => match received {
+                Ok(received) => {
+                    if received.errors > 0 {
+                        shared.traffic.errors.fetch_add(received.errors, Ordering::Relaxed);
                     }
                 }
                 Err(_) => {
@@ -232,24 +250,41 @@ async fn publish(
     }
 }
 
-/// Waits for the next tick (fixed rate) or for a delivery slot per
-/// subscriber (flat out); false once the run is over.
-async fn next_slot(
+/// How many publications to send now: one per tick at a fixed rate; as many
+/// as there are delivery slots for (up to [`BURST`]) flat out; a burst in
+/// open loop. 0 once the run is over.
+async fn next_burst(
     tick: &mut Option<tokio::time::Interval>,
+    mode: Mode,
     slots: &Semaphore,
-    subscribers: u32,
-) -> bool {
-    match tick {
-        Some(tick) => {
+) -> u32 {
+    match (mode, tick) {
+        (Mode::Rate(_), Some(tick)) => {
             tick.tick().await;
-            true
+            1
         }
-        None => match slots.acquire_many(subscribers).await {
-            Ok(permits) => {
-                permits.forget();
-                true
+        (Mode::Window(subscribers), _) => {
+            let Ok(first) = slots.acquire_many(subscribers).await else {
+                return 0;
+            };
+            first.forget();
+            let mut burst = 1;
+            while burst < BURST {
+                match slots.try_acquire_many(subscribers) {
+                    Ok(more) => {
+                        more.forget();
+                        burst += 1;
+                    }
+                    Err(_) => break,
+                }
             }
-            Err(_) => false,
-        },
+            burst
+        }
+        (Mode::OpenLoop, _) => {
+            // Yield between bursts, so that the receivers on this thread run too.
+            tokio::task::yield_now().await;
+            BURST
+        }
+        (Mode::Rate(_), None) => 0,
     }
 }

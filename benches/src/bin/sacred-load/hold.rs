@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use sacred_proto::{Push, ServerMessage};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -72,8 +71,7 @@ async fn open(common: &Common, n: usize, concurrency: usize, label: &str) -> Hel
                 let begun = Instant::now();
                 let mut conn =
                     Conn::start(&common.url, common.codec, common.protocol, "load-idle").await?;
-                conn.subscribe(common.protocol, &format!("idle-{}", index % 64))
-                    .await?;
+                conn.subscribe(&format!("idle-{}", index % 64)).await?;
                 let took = begun.elapsed();
                 alive.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(hold(conn, alive, stopped));
@@ -107,19 +105,15 @@ async fn open(common: &Common, n: usize, concurrency: usize, label: &str) -> Hel
     }
 }
 
+/// Keeps a connection alive: its reads answer the server's pings.
 async fn hold(mut conn: Conn, alive: Arc<AtomicU64>, mut stop: watch::Receiver<bool>) {
     loop {
-        let messages = tokio::select! {
+        let received = tokio::select! {
             _ = stop.changed() => break,
-            messages = conn.recv() => messages,
+            received = conn.recv(false) => received,
         };
-        let Ok(messages) = messages else { break };
-        for message in messages {
-            if let ServerMessage::Push(Push::Ping(_)) = message
-                && conn.pong().await.is_err()
-            {
-                break;
-            }
+        if received.is_err() {
+            break;
         }
     }
     alive.fetch_sub(1, Ordering::Relaxed);

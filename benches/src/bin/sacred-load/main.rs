@@ -10,7 +10,9 @@
 //!   churn     subscribe to and leave N distinct channels; the server's memory as it goes
 //! ```
 //!
-//! `--protocol raw` drives `raw-broadcast`, the baseline (fanout and idle).
+//! `--protocol raw` drives `raw-broadcast`, the stack's own ceiling, and
+//! `--protocol socketio` drives `socketioxide-server`, the closest Rust peer
+//! (fanout and idle). Every server gets the same application payload.
 //! `benches/load.sh` starts the servers and runs every scenario; the figures
 //! and what limits them are in `docs/benchmarks.md`.
 
@@ -18,6 +20,7 @@ mod channels;
 mod churn;
 mod fanout;
 mod hold;
+mod lean;
 mod stats;
 mod wire;
 
@@ -86,6 +89,7 @@ impl Common {
         match self.protocol {
             Protocol::Sacred => "sacred",
             Protocol::Raw => "raw",
+            Protocol::Socketio => "socketio",
         }
     }
 
@@ -129,7 +133,7 @@ pub(crate) async fn connect_all(
                 let mut conn =
                     Conn::start(&common.url, common.codec, common.protocol, name).await?;
                 if let Some(channel) = channel {
-                    conn.subscribe(common.protocol, &channel).await?;
+                    conn.subscribe(&channel).await?;
                 }
                 Ok(conn)
             }

@@ -143,8 +143,8 @@ impl CpuWindow {
 /// Settings every traffic scenario (fanout, channels) has.
 #[derive(Clone, Debug, clap::Args)]
 pub(crate) struct TrafficArgs {
-    /// Payload padding, bytes.
-    #[arg(long, default_value_t = 64)]
+    /// Application payload, bytes of JSON text (the same for every server).
+    #[arg(long, default_value_t = 200)]
     pub(crate) payload: usize,
     /// Seconds before measuring.
     #[arg(long, default_value_t = 2)]
@@ -174,7 +174,50 @@ pub(crate) struct Measured {
     pub(crate) server_rss: Option<u64>,
 }
 
+impl Measured {
+    /// Which process was the bound: the one that kept its core busy. A row
+    /// where the generator is the bound measures the generator, not the server.
+    pub(crate) fn bound(&self) -> &'static str {
+        let cores = |key: &str| self.cpu[key].as_f64().unwrap_or(0.0);
+        let (server, generator) = (cores("server_cores"), cores("generator_cores"));
+        if generator >= 0.9 && generator >= server {
+            "generator"
+        } else if server >= 0.9 {
+            "server"
+        } else {
+            "neither: latency, not CPU"
+        }
+    }
+}
+
 impl Traffic {
+    /// After publishing stopped: waits until `expected` deliveries arrived,
+    /// or nothing more arrives for a second (at most 30 s), and returns how
+    /// many never did.
+    pub(crate) async fn settle(&self, expected: u64) -> u64 {
+        let mut last = self.delivered.load(Ordering::Relaxed);
+        for _ in 0..300 {
+            if last >= expected {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = self.delivered.load(Ordering::Relaxed);
+            if now == last {
+                // A tenth of a second without progress: give it nine more.
+                let mut quiet = 1;
+                while quiet < 10 && self.delivered.load(Ordering::Relaxed) == now {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    quiet += 1;
+                }
+                if self.delivered.load(Ordering::Relaxed) == now {
+                    break;
+                }
+            }
+            last = self.delivered.load(Ordering::Relaxed);
+        }
+        expected.saturating_sub(self.delivered.load(Ordering::Relaxed))
+    }
+
     /// Shows progress, waits out the warm-up, then measures for `duration`.
     pub(crate) async fn measure(
         &self,

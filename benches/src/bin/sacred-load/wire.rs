@@ -1,25 +1,19 @@
-//! A thin protocol client for load: a tokio-tungstenite socket plus
-//! `sacred-proto`'s codecs, with none of `sacred-client`'s machinery (no
-//! reconnect, no dedupe, no task per connection beyond the scenario's own),
-//! so the generator spends as little of the shared CPU as it can.
+//! A thin protocol client for load over [`Lean`]: it speaks Sacred (connect,
+//! subscribe, publish commands, pongs), the raw baseline (frames relayed as
+//! they are) and Socket.IO (Engine.IO v4 over WebSocket), and counts
+//! deliveries by their first bytes, decoding only what it must, so that the
+//! generator spends as little of the machine as it can per delivery.
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use futures_util::{SinkExt, StreamExt};
 use sacred_proto::{
-    ClientInfo, ClientMessage, Codec, Command, ConnectRequest, Limits, Peer, PongRequest,
-    Publication, Push, Reply, ServerMessage, SubscribeRequest, Value,
+    ClientInfo, ClientMessage, Codec, Command, ConnectRequest, Limits, PongRequest,
+    PublishRequest, Push, Reply, ServerMessage, SubscribeRequest, Value,
 };
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Bytes, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::lean::{BINARY, Frame, Lean, TEXT, find};
+
 pub(crate) type Error = String;
 
 /// What the server at the URL speaks.
@@ -29,6 +23,8 @@ pub(crate) enum Protocol {
     Sacred,
     /// `raw-broadcast`: every frame is relayed to every other client.
     Raw,
+    /// `socketioxide-server`: Socket.IO rooms (Engine.IO v4, WebSocket transport).
+    Socketio,
 }
 
 /// Nanoseconds since the generator started: publishers stamp payloads with
@@ -38,39 +34,25 @@ pub(crate) fn now_ns() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
-/// The payload every publication carries: send time, sequence number, padding.
-pub(crate) fn payload(seq: u64, padding: &str) -> Value {
-    let mut map = BTreeMap::new();
-    map.insert("t".to_owned(), Value::from(now_ns()));
-    map.insert("s".to_owned(), Value::from(seq));
-    map.insert("p".to_owned(), Value::from(padding));
-    Value::Object(map)
+/// The application payload every publication carries, as JSON text of
+/// exactly `bytes` bytes (at least 40): send time, sequence number, padding.
+/// Every server is given these same bytes to deliver.
+pub(crate) fn payload(seq: u64, bytes: usize) -> String {
+    let head = format!(r#"{{"t":{},"s":{seq},"p":""#, now_ns());
+    let pad = bytes.saturating_sub(head.len() + 2);
+    let mut text = String::with_capacity(bytes);
+    text.push_str(&head);
+    text.extend(std::iter::repeat_n('x', pad));
+    text.push_str("\"}");
+    text
 }
 
-/// The send time and sequence number of a payload made by [`payload`].
-pub(crate) fn stamp(data: &Value) -> Option<(u64, u64)> {
-    let Value::Object(map) = data else {
-        return None;
-    };
-    let number = |key: &str| match map.get(key) {
-        Some(Value::Number(n)) => n.as_u64(),
-        _ => None,
-    };
-    Some((number("t")?, number("s")?))
-}
-
-/// A publication push as a Sacred hub sends it for a client's publish: what
-/// the raw baseline's publisher sends, so subscribers get the same bytes.
-pub(crate) fn publication_push(channel: &str, seq: u64, data: Value) -> ServerMessage {
-    let mut publication = Publication::new(channel, data, 1_790_000_000_000 + seq);
-    publication.offset = Some(seq);
-    publication.epoch = Some("c3b1f0a2".to_owned());
-    publication.from = Some(Peer::new(
-        "0190c8f2-7a4e-7c1d-9e5b-2f6a8d3c1e90",
-        None,
-        client_info("load-publisher"),
-    ));
-    ServerMessage::push(publication)
+/// The send time stamped in a payload made by [`payload`], found in any
+/// frame that carries it as JSON text (servers may reorder its keys).
+fn stamp_in(frame: &[u8]) -> Option<u64> {
+    let at = find(frame, br#""t":"#)? + 4;
+    let digits = frame[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&frame[at..at + digits]).ok()?.parse().ok()
 }
 
 pub(crate) fn client_info(name: &str) -> ClientInfo {
@@ -85,86 +67,164 @@ fn limits() -> Limits {
     limits
 }
 
-/// One WebSocket connection speaking one codec.
+/// What one frame brought.
+#[derive(Debug, Default)]
+pub(crate) struct Received {
+    /// Publications delivered.
+    pub(crate) deliveries: u64,
+    /// The send time of the first, when asked for.
+    pub(crate) sent_ns: Option<u64>,
+    /// Error replies.
+    pub(crate) errors: u64,
+}
+
+/// One connection to a server of any protocol.
+#[derive(Debug)]
 pub(crate) struct Conn {
-    pub(crate) socket: Socket,
+    lean: Lean,
     pub(crate) codec: Codec,
+    protocol: Protocol,
     next_id: u32,
     limits: Limits,
 }
 
 impl Conn {
-    /// Opens a socket offering `codec`'s subprotocol, with small buffers
-    /// (thousands of these share the machine with the server).
-    pub(crate) async fn open(url: &str, codec: Codec) -> Result<Conn, Error> {
-        let mut request = url.into_client_request().map_err(|e| e.to_string())?;
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static(codec.subprotocol()),
-        );
-        let config = WebSocketConfig::default()
-            .read_buffer_size(16 * 1024)
-            .write_buffer_size(16 * 1024);
-        let (socket, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
-            .await
-            .map_err(|e| format!("connect {url}: {e}"))?;
-        Ok(Conn {
-            socket,
-            codec,
-            next_id: 0,
-            limits: limits(),
-        })
-    }
-
-    /// Opens and, for a Sacred hub, sends `connect` and waits for its reply.
+    /// Opens a connection and, for Sacred and Socket.IO, does their handshake.
     pub(crate) async fn start(
         url: &str,
         codec: Codec,
         protocol: Protocol,
         name: &str,
     ) -> Result<Conn, Error> {
-        let mut conn = Conn::open(url, codec).await?;
-        if protocol == Protocol::Sacred {
-            conn.call(ConnectRequest::new(None, client_info(name)))
-                .await?;
+        let (url, subprotocol) = match protocol {
+            Protocol::Sacred | Protocol::Raw => (url.to_owned(), Some(codec.subprotocol())),
+            Protocol::Socketio => (
+                format!(
+                    "{}/socket.io/?EIO=4&transport=websocket",
+                    url.trim_end_matches('/')
+                ),
+                None,
+            ),
+        };
+        let lean = Lean::connect(&url, subprotocol).await?;
+        let mut conn = Conn {
+            lean,
+            codec,
+            protocol,
+            next_id: 0,
+            limits: limits(),
+        };
+        match protocol {
+            Protocol::Sacred => {
+                conn.call(ConnectRequest::new(None, client_info(name)).into())
+                    .await?;
+            }
+            Protocol::Raw => {}
+            Protocol::Socketio => {
+                // Engine.IO open packet, then the Socket.IO connect to "/".
+                conn.expect_text(b"0").await?;
+                conn.lean
+                    .send(TEXT, b"40")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                conn.expect_text(b"40").await?;
+            }
         }
         Ok(conn)
     }
 
-    /// Subscribes (Sacred only; the raw server has no channels).
-    pub(crate) async fn subscribe(
-        &mut self,
-        protocol: Protocol,
-        channel: &str,
-    ) -> Result<(), Error> {
-        if protocol == Protocol::Sacred {
-            self.call(SubscribeRequest::new(channel)).await?;
+    /// Reads text frames (answering Engine.IO pings) until one starting with `prefix`.
+    async fn expect_text(&mut self, prefix: &[u8]) -> Result<(), Error> {
+        loop {
+            let frame = self.lean.next().await?;
+            let text = self.lean.payload(&frame);
+            if text.starts_with(prefix) {
+                return Ok(());
+            }
+            if text == b"2" {
+                self.lean
+                    .send(TEXT, b"3")
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
         }
-        Ok(())
+    }
+
+    /// Subscribes to `channel` (joins the room); nothing for the raw server.
+    pub(crate) async fn subscribe(&mut self, channel: &str) -> Result<(), Error> {
+        match self.protocol {
+            Protocol::Sacred => self
+                .call(SubscribeRequest::new(channel).into())
+                .await
+                .map(drop),
+            Protocol::Raw => Ok(()),
+            Protocol::Socketio => {
+                // With an ack (id 1), so that the room is joined when this returns.
+                let event = format!(r#"421["subscribe","{channel}"]"#);
+                self.lean
+                    .send(TEXT, event.as_bytes())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.expect_text(b"431").await
+            }
+        }
     }
 
     /// The next command id.
-    pub(crate) fn id(&mut self) -> u32 {
+    fn id(&mut self) -> u32 {
         self.next_id += 1;
         self.next_id
     }
 
-    /// Encodes a message as a frame of this codec's kind.
-    pub(crate) fn frame<M: sacred_proto::Message>(&self, message: &M) -> Message {
-        let bytes = self.codec.encode(message).expect("load messages encode");
-        match self.codec {
-            Codec::Json => Message::text(String::from_utf8(bytes).expect("JSON is UTF-8")),
-            Codec::MsgPack => Message::binary(bytes),
+    /// The frame that publishes `payload` (JSON text) to `channel`, without
+    /// waiting for anything.
+    pub(crate) fn publish_frame(&mut self, channel: &str, payload: &str) -> Vec<u8> {
+        match (self.protocol, self.codec) {
+            (Protocol::Sacred, Codec::Json) => format!(
+                r#"{{"id":{},"publish":{{"channel":"{channel}","data":{payload}}}}}"#,
+                self.id()
+            )
+            .into_bytes(),
+            (Protocol::Sacred, Codec::MsgPack) => {
+                let data: serde_json::Value =
+                    serde_json::from_str(payload).expect("the generator's payload is JSON");
+                let publish = PublishRequest::new(channel, Value::from(data));
+                Codec::MsgPack
+                    .encode(&ClientMessage::new(self.id(), publish))
+                    .expect("load messages encode")
+            }
+            (Protocol::Raw, _) => payload.as_bytes().to_vec(),
+            (Protocol::Socketio, _) => format!(r#"42["publish",{payload}]"#).into_bytes(),
         }
     }
 
+    fn opcode(&self) -> u8 {
+        match (self.protocol, self.codec) {
+            (Protocol::Socketio, _) | (_, Codec::Json) => TEXT,
+            (_, Codec::MsgPack) => BINARY,
+        }
+    }
+
+    /// Sends frames made by [`Conn::publish_frame`] with one write.
+    pub(crate) async fn send(&mut self, frames: &[Vec<u8>]) -> Result<(), Error> {
+        let opcode = self.opcode();
+        self.lean
+            .send_all(opcode, frames)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// Sends a command and reads until its reply (answering pings meanwhile).
-    async fn call(&mut self, command: impl Into<Command>) -> Result<Reply, Error> {
+    async fn call(&mut self, command: Command) -> Result<Reply, Error> {
         let id = self.id();
-        let frame = self.frame(&ClientMessage::new(id, command));
-        self.socket.send(frame).await.map_err(|e| e.to_string())?;
+        let frame = self
+            .codec
+            .encode(&ClientMessage::new(id, command))
+            .map_err(|e| e.to_string())?;
+        self.send(&[frame]).await?;
         loop {
-            for message in self.recv().await? {
+            let frame = self.lean.next().await?;
+            for message in self.decode(&frame)? {
                 match message {
                     ServerMessage::Reply { id: got, result } if got == id => {
                         return result
@@ -185,17 +245,14 @@ impl Conn {
             .map(|command| ClientMessage::new(self.id(), command))
             .collect();
         let last = messages.last().map_or(0, |m| m.id);
-        let bytes = self
+        let frame = self
             .codec
             .encode_batch(&messages)
             .map_err(|e| e.to_string())?;
-        let frame = match self.codec {
-            Codec::Json => Message::text(String::from_utf8(bytes).map_err(|e| e.to_string())?),
-            Codec::MsgPack => Message::binary(bytes),
-        };
-        self.socket.send(frame).await.map_err(|e| e.to_string())?;
+        self.send(&[frame]).await?;
         loop {
-            for message in self.recv().await? {
+            let frame = self.lean.next().await?;
+            for message in self.decode(&frame)? {
                 match message {
                     ServerMessage::Reply {
                         result: Err(err), ..
@@ -210,48 +267,156 @@ impl Conn {
         }
     }
 
-    /// Answers a ping.
-    pub(crate) async fn pong(&mut self) -> Result<(), Error> {
+    /// Answers a Sacred ping.
+    async fn pong(&mut self) -> Result<(), Error> {
         let id = self.id();
-        let frame = self.frame(&ClientMessage::new(id, PongRequest::new()));
-        self.socket.send(frame).await.map_err(|e| e.to_string())
+        let frame = self
+            .codec
+            .encode(&ClientMessage::new(id, PongRequest::new()))
+            .map_err(|e| e.to_string())?;
+        self.send(&[frame]).await
     }
 
-    /// The next frame's messages; an error once the socket ends.
-    pub(crate) async fn recv(&mut self) -> Result<Vec<ServerMessage>, Error> {
-        let frame = self.recv_frame().await?;
-        self.decode(&frame)
-    }
-
-    /// The next data frame, undecoded; an error once the socket ends.
-    pub(crate) async fn recv_frame(&mut self) -> Result<Bytes, Error> {
-        loop {
-            match self.socket.next().await {
-                Some(Ok(Message::Text(text))) => return Ok(Bytes::from(text)),
-                Some(Ok(Message::Binary(bytes))) => return Ok(bytes),
-                Some(Ok(Message::Close(close))) => {
-                    return Err(format!("closed: {:?}", close.map(|c| u16::from(c.code))));
-                }
-                Some(Ok(_)) => continue,
-                Some(Err(err)) => return Err(err.to_string()),
-                None => return Err("closed".to_owned()),
-            }
-        }
-    }
-
-    /// Whether a frame is a single publication push, judged by its first
-    /// bytes, so receivers count publications without decoding each one.
-    pub(crate) fn is_publication(&self, frame: &[u8]) -> bool {
-        match self.codec {
-            Codec::Json => frame.starts_with(br#"{"publication":"#),
-            // A one-entry map (0x81) whose key is the 11-byte str "publication".
-            Codec::MsgPack => frame.starts_with(b"\x81\xabpublication"),
-        }
-    }
-
-    pub(crate) fn decode(&self, bytes: &[u8]) -> Result<Vec<ServerMessage>, Error> {
+    fn decode(&self, frame: &Frame) -> Result<Vec<ServerMessage>, Error> {
         self.codec
-            .decode::<ServerMessage>(bytes, &self.limits)
+            .decode::<ServerMessage>(self.lean.payload(frame), &self.limits)
             .map_err(|err| err.to_string())
+    }
+
+    /// Whether the next [`Conn::recv`] has a frame without waiting.
+    pub(crate) fn has_frame(&self) -> bool {
+        self.lean.has_frame()
+    }
+
+    /// Reads the next frame and counts the publications it delivers (by their
+    /// first bytes: a frame is decoded only when it holds something else);
+    /// with `sample`, the first one's send time too. Answers pings.
+    /// Cancel-safe.
+    pub(crate) async fn recv(&mut self, sample: bool) -> Result<Received, Error> {
+        let frame = self.lean.next().await?;
+        let bytes = self.lean.payload(&frame);
+        let mut received = Received::default();
+        match self.protocol {
+            Protocol::Raw => {
+                received.deliveries = 1;
+                if sample {
+                    received.sent_ns = stamp_in(bytes);
+                }
+            }
+            Protocol::Socketio => {
+                if bytes.starts_with(br#"42["publication","#) {
+                    received.deliveries = 1;
+                    if sample {
+                        received.sent_ns = stamp_in(bytes);
+                    }
+                } else if bytes == b"2" {
+                    self.lean
+                        .send(TEXT, b"3")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            Protocol::Sacred => match (self.codec, publications(self.codec, bytes)) {
+                // Acks and other replies that are not errors: nothing to count.
+                (Codec::Json, None)
+                    if find(bytes, br#""error":"#).is_none()
+                        && find(bytes, br#"{"ping":"#).is_none()
+                        && find(bytes, br#"{"publication":"#).is_none() => {}
+                (Codec::Json, Some(n)) => {
+                    received.deliveries = n;
+                    if sample {
+                        received.sent_ns = stamp_in(bytes);
+                    }
+                }
+                (Codec::MsgPack, Some(n)) if !sample => received.deliveries = n,
+                _ => {
+                    let mut pong = false;
+                    for message in self.decode(&frame)? {
+                        match message {
+                            ServerMessage::Push(Push::Publication(publication)) => {
+                                received.deliveries += 1;
+                                if sample && received.sent_ns.is_none() {
+                                    received.sent_ns = stamp_of(&publication.data);
+                                }
+                            }
+                            ServerMessage::Push(Push::Ping(_)) => pong = true,
+                            ServerMessage::Reply { result: Err(_), .. } => received.errors += 1,
+                            _ => {}
+                        }
+                    }
+                    if pong {
+                        self.pong().await?;
+                    }
+                }
+            },
+        }
+        Ok(received)
+    }
+}
+
+/// How many publications a frame holds if it holds nothing else, judged by
+/// its bytes: a single push starts with its key; a JSON batch of them is
+/// counted by that key. Anything else (a MessagePack batch, a batch with a
+/// ping) is decoded by the caller.
+fn publications(codec: Codec, frame: &[u8]) -> Option<u64> {
+    match codec {
+        Codec::Json => {
+            const KEY: &[u8] = br#"{"publication":"#;
+            if frame.starts_with(KEY) {
+                return Some(1);
+            }
+            if frame.first() != Some(&b'[') || find(frame, br#"{"ping":"#).is_some() {
+                return None;
+            }
+            let mut count = 0;
+            let mut rest = frame;
+            while let Some(at) = find(rest, KEY) {
+                count += 1;
+                rest = &rest[at + KEY.len()..];
+            }
+            (count > 0).then_some(count)
+        }
+        // A one-entry map (0x81) whose key is the 11-byte str "publication".
+        Codec::MsgPack => frame.starts_with(b"\x81\xabpublication").then_some(1),
+    }
+}
+
+/// The send time in a decoded payload made by [`payload`].
+fn stamp_of(data: &Value) -> Option<u64> {
+    match data {
+        Value::Object(map) => match map.get("t") {
+            Some(Value::Number(n)) => n.as_u64(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_have_the_size_asked_for_and_carry_their_stamp() {
+        let text = payload(7, 200);
+        assert_eq!(text.len(), 200);
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["s"], 7);
+        assert_eq!(stamp_in(text.as_bytes()), value["t"].as_u64());
+    }
+
+    #[test]
+    fn publications_are_counted_by_their_bytes() {
+        let one = br#"{"publication":{"channel":"c","data":{"t":1},"time":1}}"#;
+        assert_eq!(publications(Codec::Json, one), Some(1));
+        let two = br#"[{"publication":{"channel":"c","time":1}},{"publication":{"channel":"c","time":2}}]"#;
+        assert_eq!(publications(Codec::Json, two), Some(2));
+        let mixed = br#"[{"publication":{"channel":"c","time":1}},{"ping":{"time":2}}]"#;
+        assert_eq!(
+            publications(Codec::Json, mixed),
+            None,
+            "decoded, to answer the ping"
+        );
+        assert_eq!(publications(Codec::Json, br#"{"id":1,"publish":{}}"#), None);
     }
 }

@@ -39,8 +39,8 @@ pub(crate) struct Upgrade {
 /// Runs a connection until it closes, then removes it from the hub.
 pub(crate) async fn serve(hub: Hub, socket: WebSocket, codec: Codec, upgrade: Upgrade) {
     let (sink, mut stream) = socket.split();
-    let (outbound, rx) = Outbound::new(codec, hub.options().outbound_queue_bytes);
-    let writer = tokio::spawn(outbound::write(sink, rx, outbound.clone()));
+    let outbound = Outbound::new(codec, hub.options().outbound_queue_bytes);
+    let writer = tokio::spawn(outbound::write(sink, outbound.clone()));
     let mut connection = Connection {
         connect_deadline: Instant::now() + hub.options().connect_timeout,
         remote_addr: upgrade.remote_addr,

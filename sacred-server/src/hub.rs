@@ -576,21 +576,21 @@ fn fan_out<'a>(
     targets: impl Iterator<Item = &'a Outbound>,
     encode: impl Fn(Codec) -> Result<Vec<u8>, EncodeError>,
 ) {
-    let mut frames: [Option<axum::extract::ws::Message>; 2] = [None, None];
+    let mut encoded: [Option<outbound::Encoded>; 2] = [None, None];
     for outbound in targets {
         let codec = outbound.codec();
-        let slot = &mut frames[usize::from(codec == Codec::MsgPack)];
+        let slot = &mut encoded[usize::from(codec == Codec::MsgPack)];
         if slot.is_none() {
             match encode(codec) {
-                Ok(bytes) => *slot = Some(outbound::frame(codec, bytes)),
+                Ok(bytes) => *slot = Some(outbound::encoded(codec, bytes)),
                 Err(err) => {
                     tracing::error!(%err, "cannot encode a push");
                     return;
                 }
             }
         }
-        if let Some(frame) = slot {
-            outbound.send(frame.clone());
+        if let Some(message) = slot {
+            outbound.send(message);
         }
     }
 }

@@ -15,6 +15,10 @@ use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Data, SocketRef};
 
+/// The allocator `sacred-server` uses, so that the comparison is of the servers.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ROOM: &str = "bench-fanout";
 
 #[tokio::main]

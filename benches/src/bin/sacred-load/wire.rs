@@ -319,9 +319,8 @@ impl Conn {
             Protocol::Sacred => match (self.codec, publications(self.codec, bytes)) {
                 // Acks and other replies that are not errors: nothing to count.
                 (Codec::Json, None)
-                    if find(bytes, br#""error":"#).is_none()
-                        && find(bytes, br#"{"ping":"#).is_none()
-                        && find(bytes, br#"{"publication":"#).is_none() => {}
+                    if bytes.starts_with(br#"{"id":"#)
+                        && find(bytes, br#""error":"#).is_none() => {}
                 (Codec::Json, Some(n)) => {
                     received.deliveries = n;
                     if sample {
@@ -361,18 +360,21 @@ impl Conn {
 fn publications(codec: Codec, frame: &[u8]) -> Option<u64> {
     match codec {
         Codec::Json => {
-            const KEY: &[u8] = br#"{"publication":"#;
-            if frame.starts_with(KEY) {
+            if frame.starts_with(br#"{"publication":"#) {
                 return Some(1);
             }
-            if frame.first() != Some(&b'[') || find(frame, br#"{"ping":"#).is_some() {
+            if frame.first() != Some(&b'[') {
                 return None;
             }
+            // One pass: every `{"p` is a publication, a ping, or a key of
+            // the payload (`{"p":` in the generator's own payload).
             let mut count = 0;
-            let mut rest = frame;
-            while let Some(at) = find(rest, KEY) {
-                count += 1;
-                rest = &rest[at + KEY.len()..];
+            for at in memchr::memmem::find_iter(frame, br#"{"p"#) {
+                match frame.get(at + 3) {
+                    Some(b'u') => count += 1,
+                    Some(b'i') => return None,
+                    _ => {}
+                }
             }
             (count > 0).then_some(count)
         }

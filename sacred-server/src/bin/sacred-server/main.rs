@@ -11,6 +11,13 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+
+/// mimalloc rather than the system allocator: fan-out builds and frees a
+/// batch buffer per subscriber and flush, which glibc's malloc answers with
+/// page faults (it trims and refaults the heap), a quarter of the server's
+/// CPU in the fan-out benchmark (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sacred_server::Hub;
 use settings::{Cli, LogFormat, Settings};
 use tokio::net::TcpListener;

@@ -1,0 +1,322 @@
+//! A connection's outbound path: a queue bounded in bytes that any task fills
+//! (replies, fan-out), drained by one writer, and the close signal both halves
+//! of the connection watch.
+//!
+//! Messages are copied into the batch frame being filled as they are queued
+//! (see `batch`), so a delivery costs a lock, a copy and, when the queue was
+//! empty, one wake-up of the writer; the writer takes whatever frames are
+//! ready and sends them with one flush.
+
+mod batch;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+use futures_util::stream::SplitSink;
+use sacred_proto::{Codec, Disconnect, DisconnectCode, ServerMessage};
+use tokio::sync::{Notify, watch};
+
+pub(crate) use batch::Encoded;
+use batch::Batch;
+
+/// How long the writer tries to deliver the last frames and the close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Why a connection ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Closing {
+    /// The server closes it: push `disconnect`, then a close frame with this code.
+    Disconnect(DisconnectCode, String),
+    /// The client closed it or the socket failed: nothing more to send.
+    PeerGone,
+}
+
+/// The sending half, cheap to clone: the connection task, the hub's fan-out and
+/// direct sends all hold one.
+#[derive(Clone, Debug)]
+pub(crate) struct Outbound {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    codec: Codec,
+    /// Bytes the queue may hold before the client is cut off as a slow consumer.
+    max: usize,
+    queue: Mutex<Queue>,
+    /// Wakes the writer when the queue has something for it.
+    ready: Notify,
+    /// Set once, by whoever ends the connection first; both halves watch it.
+    closing: watch::Sender<Option<Closing>>,
+}
+
+/// What waits for the writer.
+#[derive(Debug, Default)]
+struct Queue {
+    /// Frames complete and ready, in order.
+    sealed: VecDeque<Message>,
+    /// The frame being filled, after them.
+    open: Batch,
+    /// While `Some`, messages wait here instead (see [`Outbound::hold`]).
+    held: Option<Vec<Encoded>>,
+    /// Bytes queued, held or being written; bounded by `Shared::max`.
+    bytes: usize,
+    /// Whether the writer has been woken for what is queued.
+    woken: bool,
+}
+
+impl Queue {
+    fn append(&mut self, message: &Encoded) {
+        if !self.open.fits(message) {
+            let frame = self.open.seal();
+            self.sealed.push_back(frame);
+        }
+        self.open.push(message);
+    }
+}
+
+impl Outbound {
+    /// A queue for a connection speaking `codec`, holding at most `max` bytes.
+    pub(crate) fn new(codec: Codec, max: usize) -> Outbound {
+        let shared = Shared {
+            codec,
+            max,
+            queue: Mutex::new(Queue::default()),
+            ready: Notify::new(),
+            closing: watch::Sender::new(None),
+        };
+        Outbound {
+            shared: Arc::new(shared),
+        }
+    }
+
+    pub(crate) fn codec(&self) -> Codec {
+        self.shared.codec
+    }
+
+    /// Queues an encoded message (of this connection's codec). A message
+    /// that would take the queue past its bound closes the connection as a
+    /// slow consumer instead of growing the queue.
+    pub(crate) fn send(&self, message: &Encoded) {
+        let len = message.len();
+        let wake = {
+            let mut queue = self.queue();
+            if queue.bytes + len > self.shared.max {
+                drop(queue);
+                self.close(DisconnectCode::SLOW_CONSUMER);
+                return;
+            }
+            queue.bytes += len;
+            match &mut queue.held {
+                Some(held) => {
+                    held.push(message.clone());
+                    false
+                }
+                None => {
+                    queue.append(message);
+                    !std::mem::replace(&mut queue.woken, true)
+                }
+            }
+        };
+        if wake {
+            self.shared.ready.notify_one();
+        }
+    }
+
+    /// Encodes and queues one message.
+    pub(crate) fn send_message(&self, message: &ServerMessage) {
+        match encode(self.shared.codec, message) {
+            Ok(encoded) => self.send(&encoded),
+            Err(err) => {
+                tracing::error!(%err, "cannot encode a server message");
+                self.close(DisconnectCode::SERVER_ERROR);
+            }
+        }
+    }
+
+    /// From now on, messages from every sender wait until [`Outbound::release`].
+    pub(crate) fn hold(&self) {
+        self.queue().held.get_or_insert_with(Vec::new);
+    }
+
+    /// Queues `first`, then everything held since [`Outbound::hold`], in order,
+    /// all under the lock so no other message can come between them.
+    pub(crate) fn release(&self, first: &ServerMessage) {
+        let first = match encode(self.shared.codec, first) {
+            Ok(first) => first,
+            Err(err) => {
+                tracing::error!(%err, "cannot encode a server message");
+                self.close(DisconnectCode::SERVER_ERROR);
+                return;
+            }
+        };
+        let wake = {
+            let mut queue = self.queue();
+            let waiting = queue.held.take().unwrap_or_default();
+            if queue.bytes + first.len() > self.shared.max {
+                drop(queue);
+                self.close(DisconnectCode::SLOW_CONSUMER);
+                return;
+            }
+            queue.bytes += first.len();
+            queue.append(&first);
+            for message in &waiting {
+                queue.append(message);
+            }
+            !std::mem::replace(&mut queue.woken, true)
+        };
+        if wake {
+            self.shared.ready.notify_one();
+        }
+    }
+
+    /// Everything ready, as frames, and their bytes (which stay counted
+    /// until [`Outbound::written`]).
+    fn take(&self) -> (Vec<Message>, usize) {
+        let mut queue = self.queue();
+        queue.woken = false;
+        let mut frames: Vec<Message> = queue.sealed.drain(..).collect();
+        if !queue.open.is_empty() {
+            frames.push(queue.open.seal());
+        }
+        let held: usize = queue.held.iter().flatten().map(Encoded::len).sum();
+        (frames, queue.bytes - held)
+    }
+
+    /// `bytes` were written.
+    fn written(&self, bytes: usize) {
+        let mut queue = self.queue();
+        queue.bytes = queue.bytes.saturating_sub(bytes);
+    }
+
+    /// Closes the connection with `code` (the first close wins).
+    pub(crate) fn close(&self, code: DisconnectCode) {
+        let reason = code.text().unwrap_or("disconnect").to_owned();
+        self.set_closing(Closing::Disconnect(code, reason));
+    }
+
+    /// The peer is gone: stop without sending anything.
+    pub(crate) fn peer_gone(&self) {
+        self.set_closing(Closing::PeerGone);
+    }
+
+    fn set_closing(&self, closing: Closing) {
+        self.shared.closing.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(closing);
+            true
+        });
+    }
+
+    /// A receiver that sees the close once it is decided.
+    pub(crate) fn closing(&self) -> watch::Receiver<Option<Closing>> {
+        self.shared.closing.subscribe()
+    }
+
+    /// Whether the close is decided.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.shared.closing.borrow().is_some()
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Resolves once the close is decided. (The guard `wait_for` returns is not
+/// `Send`; dropping it here keeps callers' futures `Send`.)
+pub(crate) async fn closed(closing: &mut watch::Receiver<Option<Closing>>) {
+    let _ = closing.wait_for(Option::is_some).await;
+}
+
+/// Encodes a message once, for every connection of `codec` it goes to.
+pub(crate) fn encode(
+    codec: Codec,
+    message: &ServerMessage,
+) -> Result<Encoded, sacred_proto::EncodeError> {
+    codec.encode(message).map(|bytes| encoded(codec, bytes))
+}
+
+/// Encoded bytes as the queue takes them.
+pub(crate) fn encoded(codec: Codec, bytes: Vec<u8>) -> Encoded {
+    match codec {
+        Codec::Json => match String::from_utf8(bytes) {
+            Ok(text) => Encoded::Json(text),
+            // serde_json writes UTF-8 only; were it ever not, the message
+            // would still go, with the bad bytes replaced.
+            Err(err) => Encoded::Json(String::from_utf8_lossy(err.as_bytes()).into_owned()),
+        },
+        Codec::MsgPack => Encoded::MsgPack(bytes),
+    }
+}
+
+/// The writer: sends whatever is ready with one flush, until the connection
+/// closes; then the last frames (unless the client is a slow consumer), the
+/// `disconnect` push and the close frame.
+pub(crate) async fn write(mut sink: SplitSink<WebSocket, Message>, outbound: Outbound) {
+    let mut closing = outbound.closing();
+    loop {
+        tokio::select! {
+            biased;
+            _ = closed(&mut closing) => break,
+            () = outbound.shared.ready.notified() => {}
+        }
+        let (frames, bytes) = outbound.take();
+        if frames.is_empty() {
+            continue;
+        }
+        let batch = async {
+            for frame in frames {
+                sink.feed(frame).await?;
+            }
+            sink.flush().await
+        };
+        tokio::select! {
+            biased;
+            _ = closed(&mut closing) => break,
+            written = batch => match written {
+                Ok(()) => outbound.written(bytes),
+                Err(_) => {
+                    outbound.peer_gone();
+                    break;
+                }
+            },
+        }
+    }
+    let closing = closing.borrow().clone();
+    let Some(Closing::Disconnect(code, reason)) = closing else {
+        // The client closed: tungstenite has queued the reply to its close
+        // frame (RFC 6455, 5.5.1), which closing the sink sends. (If the
+        // socket failed instead, this fails at once.)
+        let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
+        return;
+    };
+    let goodbye = async {
+        if code != DisconnectCode::SLOW_CONSUMER {
+            for frame in outbound.take().0 {
+                sink.feed(frame).await?;
+            }
+        }
+        let mut push = Disconnect::from(code);
+        push.reason.clone_from(&reason);
+        if let Ok(encoded) = encode(outbound.codec(), &ServerMessage::push(push)) {
+            let mut batch = Batch::default();
+            batch.push(&encoded);
+            sink.feed(batch.seal()).await?;
+        }
+        sink.send(Message::Close(Some(CloseFrame {
+            code: code.as_u16(),
+            reason: Utf8Bytes::from(reason),
+        })))
+        .await
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
+}

@@ -1,35 +1,56 @@
 #!/usr/bin/env bash
-# Every load scenario of docs/benchmarks.md, for both codecs, each against a
-# freshly started server (release builds): Sacred (`sacred-server`, defaults)
-# and, where it applies, the raw baseline (`raw-broadcast`). One JSON line per
-# scenario goes to stdout; progress lines to stderr.
+# The load comparison of docs/benchmarks.md: every scenario against a freshly
+# started server, Sacred (`sacred-server`, its defaults) beside the raw
+# tokio-tungstenite baseline (`raw-broadcast`) and socketioxide
+# (`socketioxide-server`), all given the same application payload. On a
+# machine with two cores or more the server runs on core 0 and the generator
+# on core 1 (taskset), so each has a core of its own. Rounds alternate the
+# servers, so that a drift of the machine touches them all alike; the table
+# script takes the median of the rounds.
 #
-#   benches/load.sh                 # everything (about 6 minutes on 2 cores)
-#   SUBSCRIBERS=200 benches/load.sh # smaller
+#   benches/load.sh > load.jsonl && python3 benches/table.py load.jsonl
+#
+# Settings (environment): ROUNDS (3), DURATION seconds per scenario (10),
+# PAYLOAD bytes (200), SUBSCRIBERS for the large fan-out (1000), SMALL=1 for a
+# quick run of every scenario at toy sizes (scripts/test), SACRED_SERVER to
+# compare another build of sacred-server (before/after a change).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SUBSCRIBERS=${SUBSCRIBERS:-1000}
-CLIENTS=${CLIENTS:-2000}
-IDLE=${IDLE:-10000}
-CONNECTS=${CONNECTS:-5000}
+ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
-CHURN=${CHURN:-1000000}
+WARMUP=${WARMUP:-2}
+PAYLOAD=${PAYLOAD:-200}
+if [ "${SMALL:-0}" = 1 ]; then
+  ROUNDS=1 DURATION=1 WARMUP=1
+  FEW=20 MANY=40 IDLE=200 CLIENTS=20 CONNECTS=200 CHURN=2000
+else
+  FEW=100 MANY=${SUBSCRIBERS:-1000} IDLE=${IDLE:-5000} CLIENTS=2000 CONNECTS=5000 CHURN=1000000
+fi
 
 cargo build --release --locked -q -p sacred-server -p sacred-benches --bins
 bin=target/release
+sacred=${SACRED_SERVER:-$bin/sacred-server}
 work=$(mktemp -d)
 server_pid=
 trap 'kill $server_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 
-# Starts a server ("sacred" or "raw") on a free port; sets $server_pid and $url.
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  on_server_core=(taskset -c 0)
+  on_generator_core=(taskset -c 1)
+else
+  on_server_core=()
+  on_generator_core=()
+fi
+
+# Starts a server (sacred, raw or socketio) on a free port; sets $server_pid and $url.
 start() {
   : >"$work/out"
-  if [ "$1" = sacred ]; then
-    "$bin/sacred-server" --bind 127.0.0.1:0 --log-format json >"$work/out" 2>&1 &
-  else
-    "$bin/raw-broadcast" 127.0.0.1:0 >"$work/out" 2>&1 &
-  fi
+  case $1 in
+    sacred) "${on_server_core[@]}" "$sacred" --bind 127.0.0.1:0 --log-format json >"$work/out" 2>&1 & ;;
+    raw) "${on_server_core[@]}" "$bin/raw-broadcast" 127.0.0.1:0 >"$work/out" 2>&1 & ;;
+    socketio) "${on_server_core[@]}" "$bin/socketioxide-server" 127.0.0.1:0 >"$work/out" 2>&1 & ;;
+  esac
   server_pid=$!
   for _ in $(seq 100); do
     if [ "$1" = sacred ]; then
@@ -47,26 +68,34 @@ start() {
 
 stop() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=; }
 
-# load SERVER CODEC SCENARIO ARGS...: one scenario against a fresh server.
+# load ROW ROUND SERVER CODEC SCENARIO ARGS...: one scenario against a fresh
+# server, its JSON line tagged with the table row and the round.
 load() {
-  local server=$1 codec=$2
-  shift 2
+  local row=$1 round=$2 server=$3 codec=$4
+  shift 4
   start "$server"
-  "$bin/sacred-load" --url "$url" --codec "$codec" --protocol "$server" --server-pid "$server_pid" "$@"
+  "${on_generator_core[@]}" "$bin/sacred-load" --url "$url" --codec "$codec" --protocol "$server" \
+    --server-pid "$server_pid" "$@" |
+    python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); d.update(row=sys.argv[1], round=int(sys.argv[2])); print(json.dumps(d))' "$row" "$round"
   stop
 }
 
-for codec in json msgpack; do
-  for server in sacred raw; do
-    line=$(load $server $codec fanout --subscribers "$SUBSCRIBERS" --duration "$DURATION")
-    echo "$line"
-    max=$(python3 -c 'import json,sys; print(int(json.loads(sys.argv[1])["published_per_s"]))' "$line")
-    # The latency target is read at half of the maximum rate.
-    load $server $codec fanout --subscribers "$SUBSCRIBERS" --duration "$DURATION" --rate $((max / 2))
+traffic=(--payload "$PAYLOAD" --duration "$DURATION" --warmup "$WARMUP")
+for round in $(seq "$ROUNDS"); do
+  for server in sacred raw socketio; do
+    load "1 -> $FEW" "$round" $server json fanout --subscribers $FEW "${traffic[@]}"
+    load "1 -> $MANY" "$round" $server json fanout --subscribers $MANY "${traffic[@]}"
+    load "10 -> $FEW" "$round" $server json fanout --publishers 10 --subscribers $FEW "${traffic[@]}"
+    load "1 -> $FEW open loop" "$round" $server json fanout --subscribers $FEW --open-loop "${traffic[@]}"
+    load "1 -> $MANY at 200/s" "$round" $server json fanout --subscribers $MANY --rate 200 "${traffic[@]}"
+    load "idle $IDLE" "$round" $server json idle --connections $IDLE
   done
-  load sacred $codec channels --clients "$CLIENTS" --duration "$DURATION"
-  load sacred $codec idle --connections "$IDLE"
-  load raw $codec idle --connections "$IDLE"
-  load sacred $codec connect --clients "$CONNECTS"
-  load sacred $codec churn --channels "$CHURN"
+done
+# Sacred alone: the other codec, and the scenarios only a hub has.
+load "1 -> $FEW msgpack" 1 sacred msgpack fanout --subscribers $FEW "${traffic[@]}"
+load "1 -> $MANY msgpack" 1 sacred msgpack fanout --subscribers $MANY "${traffic[@]}"
+for codec in json msgpack; do
+  load "channels" 1 sacred $codec channels --clients $CLIENTS "${traffic[@]}"
+  load "connect" 1 sacred $codec connect --clients $CONNECTS
+  load "churn" 1 sacred $codec churn --channels $CHURN
 done

@@ -350,10 +350,17 @@ impl Hub {
             } else {
                 Arc::new(publication)
             };
-            fan_out(members.by_client.values().map(|m| &m.outbound), |codec| {
+            let congested = fan_out(members.by_client.values().map(|m| &m.outbound), |codec| {
                 codec.encode_publication(&publication)
             });
             self.forget_if_empty(channel, &mut members);
+            drop(members);
+            // Flow control: the publisher (and what it sends next) waits for
+            // subscribers that fall behind, so none is cut off for merely
+            // being slower than it.
+            for outbound in congested {
+                outbound.drain(self.inner.options.slow_consumer_patience).await;
+            }
             return Ok(reply);
         }
     }
@@ -571,11 +578,13 @@ pub(crate) fn allowed(access: Access, peer: &Peer) -> Result<(), ReplyError> {
     }
 }
 
-/// Sends one push to many connections, encoding it once per codec.
+/// Sends one push to many connections, encoding it once per codec; returns
+/// the connections whose queues are congested.
 fn fan_out<'a>(
     targets: impl Iterator<Item = &'a Outbound>,
     encode: impl Fn(Codec) -> Result<Vec<u8>, EncodeError>,
-) {
+) -> Vec<Outbound> {
+    let mut congested = Vec::new();
     let mut encoded: [Option<outbound::Encoded>; 2] = [None, None];
     for outbound in targets {
         let codec = outbound.codec();
@@ -585,14 +594,17 @@ fn fan_out<'a>(
                 Ok(bytes) => *slot = Some(outbound::encoded(codec, bytes)),
                 Err(err) => {
                     tracing::error!(%err, "cannot encode a push");
-                    return;
+                    return congested;
                 }
             }
         }
-        if let Some(message) = slot {
-            outbound.send(message);
+        if let Some(message) = slot
+            && outbound.send(message)
+        {
+            congested.push(outbound.clone());
         }
     }
+    congested
 }
 
 fn store_error(err: HistoryError) -> ReplyError {

@@ -152,6 +152,12 @@ pub struct HubOptions {
     /// Bytes a connection's outbound queue may hold before the client is
     /// disconnected as a slow consumer.
     pub outbound_queue_bytes: usize,
+    /// Milliseconds a publish waits for a subscriber whose queue is more than
+    /// half full to drain, before the subscriber counts as stuck (and is cut
+    /// off once its queue is full): flow control for subscribers that are
+    /// slower than a burst, not a buffer for those that stopped reading.
+    #[serde(rename = "slow_consumer_patience_ms", with = "millis")]
+    pub slow_consumer_patience: Duration,
     /// Subscriptions one connection may hold.
     pub max_channels_per_connection: usize,
     /// Most publications one recovery replays; larger gaps are not recovered.
@@ -179,6 +185,7 @@ impl Default for HubOptions {
             pong_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             outbound_queue_bytes: 1 << 20,
+            slow_consumer_patience: Duration::from_secs(1),
             max_channels_per_connection: 128,
             max_recovered: 1000,
             rpc_timeout: Duration::from_secs(10),

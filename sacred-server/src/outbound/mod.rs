@@ -10,6 +10,7 @@
 mod batch;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -49,6 +50,11 @@ struct Shared {
     queue: Mutex<Queue>,
     /// Wakes the writer when the queue has something for it.
     ready: Notify,
+    /// Wakes publishers waiting for the queue to drain (see [`Outbound::drain`]).
+    drained: Notify,
+    /// Set when a wait for this queue to drain timed out: the client is not
+    /// merely busy but stuck, and nobody waits for it again until it drains.
+    stuck: AtomicBool,
     /// Set once, by whoever ends the connection first; both halves watch it.
     closing: watch::Sender<Option<Closing>>,
 }
@@ -86,6 +92,8 @@ impl Outbound {
             max,
             queue: Mutex::new(Queue::default()),
             ready: Notify::new(),
+            drained: Notify::new(),
+            stuck: AtomicBool::new(false),
             closing: watch::Sender::new(None),
         };
         Outbound {
@@ -99,18 +107,20 @@ impl Outbound {
 
     /// Queues an encoded message (of this connection's codec). A message
     /// that would take the queue past its bound closes the connection as a
-    /// slow consumer instead of growing the queue.
-    pub(crate) fn send(&self, message: &Encoded) {
+    /// slow consumer instead of growing the queue. Returns whether the queue
+    /// is congested (more than half full, and not known to be stuck): a
+    /// publisher then waits for it to [`Outbound::drain`].
+    pub(crate) fn send(&self, message: &Encoded) -> bool {
         let len = message.len();
-        let wake = {
+        let (wake, congested) = {
             let mut queue = self.queue();
             if queue.bytes + len > self.shared.max {
                 drop(queue);
                 self.close(DisconnectCode::SLOW_CONSUMER);
-                return;
+                return false;
             }
             queue.bytes += len;
-            match &mut queue.held {
+            let wake = match &mut queue.held {
                 Some(held) => {
                     held.push(message.clone());
                     false
@@ -119,17 +129,41 @@ impl Outbound {
                     queue.append(message);
                     !std::mem::replace(&mut queue.woken, true)
                 }
-            }
+            };
+            (wake, queue.bytes > self.shared.max / 2)
         };
         if wake {
             self.shared.ready.notify_one();
+        }
+        congested && !self.shared.stuck.load(Ordering::Relaxed)
+    }
+
+    /// Waits, at most `patience`, until the queue is a quarter full or less,
+    /// or the connection closes. This is the hub's flow control: a publisher
+    /// that fills a subscriber's queue faster than the subscriber reads waits
+    /// for it, instead of the subscriber being cut off, as TCP would make a
+    /// sender wait. A subscriber that does not drain within `patience` is
+    /// stuck: nobody waits for it again, and it is cut off once its queue is
+    /// full.
+    pub(crate) async fn drain(&self, patience: Duration) {
+        let drained = async {
+            loop {
+                let notified = self.shared.drained.notified();
+                if self.queue().bytes <= self.shared.max / 4 || self.is_closing() {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(patience, drained).await.is_err() {
+            self.shared.stuck.store(true, Ordering::Relaxed);
         }
     }
 
     /// Encodes and queues one message.
     pub(crate) fn send_message(&self, message: &ServerMessage) {
         match encode(self.shared.codec, message) {
-            Ok(encoded) => self.send(&encoded),
+            Ok(encoded) => drop(self.send(&encoded)),
             Err(err) => {
                 tracing::error!(%err, "cannot encode a server message");
                 self.close(DisconnectCode::SERVER_ERROR);
@@ -188,8 +222,15 @@ impl Outbound {
 
     /// `bytes` were written.
     fn written(&self, bytes: usize) {
-        let mut queue = self.queue();
-        queue.bytes = queue.bytes.saturating_sub(bytes);
+        let left = {
+            let mut queue = self.queue();
+            queue.bytes = queue.bytes.saturating_sub(bytes);
+            queue.bytes
+        };
+        if left <= self.shared.max / 4 {
+            self.shared.stuck.store(false, Ordering::Relaxed);
+            self.shared.drained.notify_waiters();
+        }
     }
 
     /// Closes the connection with `code` (the first close wins).
@@ -319,4 +360,46 @@ pub(crate) async fn write(mut sink: SplitSink<WebSocket, Message>, outbound: Out
         .await
     };
     let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(len: usize) -> Encoded {
+        Encoded::MsgPack(vec![0xc0; len])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_congested_queue_makes_the_publisher_wait_until_it_drains() {
+        let outbound = Outbound::new(Codec::MsgPack, 1000);
+        assert!(!outbound.send(&message(400)), "under half full");
+        assert!(outbound.send(&message(200)), "past half full: congested");
+        let waiting = tokio::spawn({
+            let outbound = outbound.clone();
+            async move { outbound.drain(Duration::from_secs(10)).await }
+        });
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(!waiting.is_finished(), "waits while nothing is written");
+        // The writer writes everything: the publisher goes on, patience left.
+        let (frames, bytes) = outbound.take();
+        assert_eq!(frames.len(), 1, "one batch frame");
+        outbound.written(bytes);
+        tokio::time::timeout(Duration::from_millis(1), waiting)
+            .await
+            .expect("drained")
+            .unwrap();
+        assert!(!outbound.shared.stuck.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_subscriber_that_does_not_drain_in_time_is_stuck_and_then_cut_off() {
+        let outbound = Outbound::new(Codec::MsgPack, 1000);
+        assert!(outbound.send(&message(600)));
+        outbound.drain(Duration::from_secs(1)).await;
+        assert!(!outbound.send(&message(100)), "stuck: nobody waits for it again");
+        assert!(!outbound.is_closing());
+        outbound.send(&message(400));
+        assert!(outbound.is_closing(), "past its bound: cut off as a slow consumer");
+    }
 }

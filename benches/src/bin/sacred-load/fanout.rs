@@ -95,6 +95,7 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
             args.traffic.payload,
             Arc::clone(&shared),
             stopped.clone(),
+            finished.clone(),
         )));
     }
 
@@ -110,15 +111,17 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
         .await;
 
     // Publishing stops; what is in flight lands (or is lost) before counting.
+    // The publishers stay connected meanwhile (reading their acks), or the
+    // server would drop publishes still unread on their sockets.
     let _ = stop.send(true);
     shared.slots.close();
+    let expected = || shared.traffic.published.load(Ordering::Relaxed) * args.subscribers as u64;
+    let lost = shared.traffic.settle(expected()).await;
+    let lost = lost.min(expected());
+    let _ = done.send(true);
     for task in publishing {
         let _ = task.await;
     }
-    let expected =
-        shared.traffic.published.load(Ordering::Relaxed) * args.subscribers as u64;
-    let lost = shared.traffic.settle(expected).await;
-    let _ = done.send(true);
     let mut latency = Samples::default();
     for task in receiving {
         latency.merge(task.await.map_err(|e| e.to_string())?);
@@ -211,17 +214,21 @@ async fn publish(
     payload_bytes: usize,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
+    mut done: watch::Receiver<bool>,
 ) {
     let mut tick = match mode {
         Mode::Rate(period) => Some(tokio::time::interval(period)),
         Mode::Window(_) | Mode::OpenLoop => None,
     };
+    let mut publishing = true;
     loop {
         tokio::select! {
-            _ = stop.changed() => return,
-            burst = next_burst(&mut tick, mode, &shared.slots) => {
+            _ = done.changed() => return,
+            _ = stop.changed(), if publishing => publishing = false,
+            burst = next_burst(&mut tick, mode, &shared.slots), if publishing => {
                 if burst == 0 {
-                    return;
+                    publishing = false;
+                    continue;
                 }
                 let frames: Vec<Vec<u8>> = (0..burst)
                     .map(|_| {

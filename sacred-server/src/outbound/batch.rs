@@ -18,13 +18,14 @@ pub(crate) const MAX_BYTES: usize = 64 * 1024;
 /// Bytes reserved in front of a MessagePack batch for its array header.
 const MSGPACK_HEAD: usize = 5;
 
-/// One message, encoded once for every connection it goes to.
+/// One message, encoded once for every connection it goes to, and shared:
+/// a frame that holds it alone is these very bytes.
 #[derive(Clone, Debug)]
 pub(crate) enum Encoded {
     /// JSON text.
-    Json(String),
+    Json(Utf8Bytes),
     /// MessagePack.
-    MsgPack(Vec<u8>),
+    MsgPack(Bytes),
 }
 
 impl Encoded {
@@ -34,16 +35,27 @@ impl Encoded {
             Encoded::MsgPack(bytes) => bytes.len(),
         }
     }
+
+    /// The message as a frame of its own.
+    fn frame(&self) -> Message {
+        match self {
+            Encoded::Json(text) => Message::Text(text.clone()),
+            Encoded::MsgPack(bytes) => Message::Binary(bytes.clone()),
+        }
+    }
 }
 
-/// A batch frame being filled.
+/// A batch frame being filled. The first message is kept as it is (shared,
+/// not copied); the copying starts with the second.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
+    first: Option<Encoded>,
     /// JSON: `[` then the messages joined by `,`.
     text: String,
     /// MessagePack: room for the array header, then the messages.
     bytes: Vec<u8>,
     count: usize,
+    len: usize,
 }
 
 impl Batch {
@@ -53,50 +65,57 @@ impl Batch {
 
     /// Whether `message` still fits in this frame.
     pub(crate) fn fits(&self, message: &Encoded) -> bool {
-        self.count == 0
-            || (self.count < MAX_MESSAGES && self.text.len() + self.bytes.len() + message.len() < MAX_BYTES)
+        self.count == 0 || (self.count < MAX_MESSAGES && self.len + message.len() < MAX_BYTES)
     }
 
     /// Appends a message (of the codec every message of the batch has).
     pub(crate) fn push(&mut self, message: &Encoded) {
+        self.len += message.len();
+        self.count += 1;
+        if self.count == 1 {
+            self.first = Some(message.clone());
+            return;
+        }
+        if let Some(first) = self.first.take() {
+            self.append(&first);
+        }
+        self.append(message);
+    }
+
+    fn append(&mut self, message: &Encoded) {
         match message {
             Encoded::Json(text) => {
-                self.text.push(if self.count == 0 { '[' } else { ',' });
+                self.text.push(if self.text.is_empty() { '[' } else { ',' });
                 self.text.push_str(text);
             }
             Encoded::MsgPack(bytes) => {
-                if self.count == 0 {
+                if self.bytes.is_empty() {
+                    self.bytes.reserve(MSGPACK_HEAD + 2 * bytes.len());
                     self.bytes.resize(MSGPACK_HEAD, 0);
                 }
                 self.bytes.extend_from_slice(bytes);
             }
         }
-        self.count += 1;
     }
 
     /// The frame, and the batch emptied for the next one.
     pub(crate) fn seal(&mut self) -> Message {
         let count = std::mem::take(&mut self.count);
+        self.len = 0;
+        if let Some(first) = self.first.take() {
+            return first.frame();
+        }
         if !self.text.is_empty() {
             let mut text = std::mem::take(&mut self.text);
-            if count == 1 {
-                text.remove(0);
-            } else {
-                text.push(']');
-            }
+            text.push(']');
             return Message::Text(Utf8Bytes::from(text));
         }
+        // The array header, right-aligned in the room reserved for it.
         let mut bytes = std::mem::take(&mut self.bytes);
-        let start = if count == 1 {
-            MSGPACK_HEAD
-        } else {
-            // The array header, right-aligned in the room reserved for it.
-            let mut head = Vec::with_capacity(MSGPACK_HEAD);
-            let _ = rmp::encode::write_array_len(&mut head, count as u32);
-            let start = MSGPACK_HEAD - head.len();
-            bytes[start..MSGPACK_HEAD].copy_from_slice(&head);
-            start
-        };
+        let mut head = Vec::with_capacity(MSGPACK_HEAD);
+        let _ = rmp::encode::write_array_len(&mut head, count as u32);
+        let start = MSGPACK_HEAD - head.len();
+        bytes[start..MSGPACK_HEAD].copy_from_slice(&head);
         Message::Binary(Bytes::from(bytes).slice(start..))
     }
 }
@@ -109,8 +128,8 @@ mod tests {
     fn encoded(codec: Codec, n: u64) -> Encoded {
         let bytes = codec.encode(&ServerMessage::push(Ping::new(n))).unwrap();
         match codec {
-            Codec::Json => Encoded::Json(String::from_utf8(bytes).unwrap()),
-            Codec::MsgPack => Encoded::MsgPack(bytes),
+            Codec::Json => Encoded::Json(String::from_utf8(bytes).unwrap().into()),
+            Codec::MsgPack => Encoded::MsgPack(bytes.into()),
         }
     }
 
@@ -163,7 +182,7 @@ mod tests {
         }
         assert!(!batch.fits(&small), "a hundred messages at most");
         let mut batch = Batch::default();
-        let big = Encoded::Json(format!("\"{}\"", "x".repeat(MAX_BYTES / 2)));
+        let big = Encoded::Json(format!("\"{}\"", "x".repeat(MAX_BYTES / 2)).into());
         assert!(batch.fits(&big));
         batch.push(&big);
         assert!(!batch.fits(&big), "64 KiB at most, unless alone");

@@ -245,13 +245,17 @@ impl Outbound {
     }
 
     fn set_closing(&self, closing: Closing) {
-        self.shared.closing.send_if_modified(|current| {
+        let decided = self.shared.closing.send_if_modified(|current| {
             if current.is_some() {
                 return false;
             }
             *current = Some(closing);
             true
         });
+        if decided {
+            // The writer, if it waits for frames, wakes to close.
+            self.shared.ready.notify_one();
+        }
     }
 
     /// A receiver that sees the close once it is decided.
@@ -290,12 +294,12 @@ pub(crate) fn encode(
 pub(crate) fn encoded(codec: Codec, bytes: Vec<u8>) -> Encoded {
     match codec {
         Codec::Json => match String::from_utf8(bytes) {
-            Ok(text) => Encoded::Json(text),
+            Ok(text) => Encoded::Json(text.into()),
             // serde_json writes UTF-8 only; were it ever not, the message
             // would still go, with the bad bytes replaced.
-            Err(err) => Encoded::Json(String::from_utf8_lossy(err.as_bytes()).into_owned()),
+            Err(err) => Encoded::Json(String::from_utf8_lossy(err.as_bytes()).into_owned().into()),
         },
-        Codec::MsgPack => Encoded::MsgPack(bytes),
+        Codec::MsgPack => Encoded::MsgPack(bytes.into()),
     }
 }
 
@@ -305,13 +309,13 @@ pub(crate) fn encoded(codec: Codec, bytes: Vec<u8>) -> Encoded {
 pub(crate) async fn write(mut sink: SplitSink<WebSocket, Message>, outbound: Outbound) {
     let mut closing = outbound.closing();
     loop {
-        tokio::select! {
-            biased;
-            _ = closed(&mut closing) => break,
-            () = outbound.shared.ready.notified() => {}
+        // One wait for both: frames to write, or the close (which notifies too).
+        if outbound.is_closing() {
+            break;
         }
         let (frames, bytes) = outbound.take();
         if frames.is_empty() {
+            outbound.shared.ready.notified().await;
             continue;
         }
         let batch = async {
@@ -367,7 +371,7 @@ mod tests {
     use super::*;
 
     fn message(len: usize) -> Encoded {
-        Encoded::MsgPack(vec![0xc0; len])
+        Encoded::MsgPack(vec![0xc0; len].into())
     }
 
     #[tokio::test(start_paused = true)]

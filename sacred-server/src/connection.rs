@@ -40,7 +40,11 @@ pub(crate) struct Upgrade {
 pub(crate) async fn serve(hub: Hub, socket: WebSocket, codec: Codec, upgrade: Upgrade) {
     let (sink, mut stream) = socket.split();
     let outbound = Outbound::new(codec, hub.options().outbound_queue_bytes);
-    let writer = tokio::spawn(outbound::write(sink, outbound.clone()));
+    let writer = tokio::spawn(outbound::write(
+        sink,
+        outbound.clone(),
+        hub.options().write_delay,
+    ));
     let mut connection = Connection {
         connect_deadline: Instant::now() + hub.options().connect_timeout,
         remote_addr: upgrade.remote_addr,

@@ -359,7 +359,9 @@ impl Hub {
             // subscribers that fall behind, so none is cut off for merely
             // being slower than it.
             for outbound in congested {
-                outbound.drain(self.inner.options.slow_consumer_patience).await;
+                outbound
+                    .drain(self.inner.options.slow_consumer_patience)
+                    .await;
             }
             return Ok(reply);
         }

@@ -241,4 +241,3 @@ async fn a_channel_listed_twice_in_connect_subs_is_subscribed_once() {
     // Had the duplicate been refused, an `unsubscribed` push would come first.
     assert_eq!(client.publication().await.data, Value::from("one"));
 }
-

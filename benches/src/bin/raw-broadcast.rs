@@ -54,7 +54,9 @@ async fn main() -> std::io::Result<()> {
 }
 
 fn update(clients: &Clients, change: impl FnOnce(&mut Vec<(u64, mpsc::Sender<Message>)>)) {
-    let mut guard = clients.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = clients
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut next = Vec::clone(&guard);
     change(&mut next);
     *guard = Arc::new(next);
@@ -87,7 +89,9 @@ async fn serve(tcp: TcpStream, id: u64, clients: Arc<Clients>) {
                 // Queued without waiting while there is room (an `await` per
                 // recipient would hand the thread to the writers one message
                 // at a time); only a full queue makes the publisher wait.
-                if let Err(mpsc::error::TrySendError::Full(message)) = queue.try_send(message.clone()) {
+                if let Err(mpsc::error::TrySendError::Full(message)) =
+                    queue.try_send(message.clone())
+                {
                     let _ = queue.send(message).await;
                 }
             }

@@ -36,12 +36,9 @@ async fn main() -> std::io::Result<()> {
                 let _ = ack.send(&true);
             },
         );
-        socket.on(
-            "publish",
-            async |socket: SocketRef, Data::<Value>(data)| {
-                let _ = socket.within(ROOM).emit("publication", &data).await;
-            },
-        );
+        socket.on("publish", async |socket: SocketRef, Data::<Value>(data)| {
+            let _ = socket.within(ROOM).emit("publication", &data).await;
+        });
     });
     let app = axum::Router::new().layer(layer);
     let listener = tokio::net::TcpListener::bind(&addr).await?;

@@ -10,18 +10,21 @@
 mod batch;
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
+use futures_util::task::AtomicWaker;
 use sacred_proto::{Codec, Disconnect, DisconnectCode, ServerMessage};
 use tokio::sync::{Notify, watch};
 
-pub(crate) use batch::Encoded;
 use batch::Batch;
+pub(crate) use batch::Encoded;
 
 /// How long the writer tries to deliver the last frames and the close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -48,8 +51,9 @@ struct Shared {
     /// Bytes the queue may hold before the client is cut off as a slow consumer.
     max: usize,
     queue: Mutex<Queue>,
-    /// Wakes the writer when the queue has something for it.
-    ready: Notify,
+    /// Wakes the writer when the queue has something for it, or on the close.
+    /// (One waiter, so a waker slot: lighter per wake-up than a `Notify`.)
+    ready: AtomicWaker,
     /// Wakes publishers waiting for the queue to drain (see [`Outbound::drain`]).
     drained: Notify,
     /// Set when a wait for this queue to drain timed out: the client is not
@@ -91,7 +95,7 @@ impl Outbound {
             codec,
             max,
             queue: Mutex::new(Queue::default()),
-            ready: Notify::new(),
+            ready: AtomicWaker::new(),
             drained: Notify::new(),
             stuck: AtomicBool::new(false),
             closing: watch::Sender::new(None),
@@ -133,7 +137,7 @@ impl Outbound {
             (wake, queue.bytes > self.shared.max / 2)
         };
         if wake {
-            self.shared.ready.notify_one();
+            self.shared.ready.wake();
         }
         congested && !self.shared.stuck.load(Ordering::Relaxed)
     }
@@ -203,7 +207,7 @@ impl Outbound {
             !std::mem::replace(&mut queue.woken, true)
         };
         if wake {
-            self.shared.ready.notify_one();
+            self.shared.ready.wake();
         }
     }
 
@@ -218,6 +222,20 @@ impl Outbound {
         }
         let held: usize = queue.held.iter().flatten().map(Encoded::len).sum();
         (frames, queue.bytes - held)
+    }
+
+    /// Waits until the writer has been woken for something queued, or the
+    /// close is decided.
+    async fn ready(&self) {
+        std::future::poll_fn(|cx| {
+            self.shared.ready.register(cx.waker());
+            if self.queue().woken || self.is_closing() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
     }
 
     /// `bytes` were written.
@@ -254,7 +272,7 @@ impl Outbound {
         });
         if decided {
             // The writer, if it waits for frames, wakes to close.
-            self.shared.ready.notify_one();
+            self.shared.ready.wake();
         }
     }
 
@@ -306,7 +324,11 @@ pub(crate) fn encoded(codec: Codec, bytes: Vec<u8>) -> Encoded {
 /// The writer: sends whatever is ready with one flush, until the connection
 /// closes; then the last frames (unless the client is a slow consumer), the
 /// `disconnect` push and the close frame.
-pub(crate) async fn write(mut sink: SplitSink<WebSocket, Message>, outbound: Outbound) {
+pub(crate) async fn write(
+    mut sink: SplitSink<WebSocket, Message>,
+    outbound: Outbound,
+    delay: Duration,
+) {
     let mut closing = outbound.closing();
     loop {
         // One wait for both: frames to write, or the close (which notifies too).
@@ -315,7 +337,11 @@ pub(crate) async fn write(mut sink: SplitSink<WebSocket, Message>, outbound: Out
         }
         let (frames, bytes) = outbound.take();
         if frames.is_empty() {
-            outbound.shared.ready.notified().await;
+            outbound.ready().await;
+            if !delay.is_zero() {
+                // What arrives meanwhile joins the frame (write_delay_ms).
+                tokio::time::sleep(delay).await;
+            }
             continue;
         }
         let batch = async {
@@ -324,16 +350,23 @@ pub(crate) async fn write(mut sink: SplitSink<WebSocket, Message>, outbound: Out
             }
             sink.flush().await
         };
-        tokio::select! {
-            biased;
-            _ = closed(&mut closing) => break,
-            written = batch => match written {
-                Ok(()) => outbound.written(bytes),
-                Err(_) => {
-                    outbound.peer_gone();
-                    break;
-                }
+        let mut batch = std::pin::pin!(batch);
+        // Most writes complete at once; only one that waits for the socket
+        // also watches for the close, so a stuck client cannot hold it up.
+        let written = match std::future::poll_fn(|cx| Poll::Ready(batch.as_mut().poll(cx))).await {
+            Poll::Ready(written) => written,
+            Poll::Pending => tokio::select! {
+                biased;
+                _ = closed(&mut closing) => break,
+                written = &mut batch => written,
             },
+        };
+        match written {
+            Ok(()) => outbound.written(bytes),
+            Err(_) => {
+                outbound.peer_gone();
+                break;
+            }
         }
     }
     let closing = closing.borrow().clone();
@@ -401,9 +434,15 @@ mod tests {
         let outbound = Outbound::new(Codec::MsgPack, 1000);
         assert!(outbound.send(&message(600)));
         outbound.drain(Duration::from_secs(1)).await;
-        assert!(!outbound.send(&message(100)), "stuck: nobody waits for it again");
+        assert!(
+            !outbound.send(&message(100)),
+            "stuck: nobody waits for it again"
+        );
         assert!(!outbound.is_closing());
         outbound.send(&message(400));
-        assert!(outbound.is_closing(), "past its bound: cut off as a slow consumer");
+        assert!(
+            outbound.is_closing(),
+            "past its bound: cut off as a slow consumer"
+        );
     }
 }

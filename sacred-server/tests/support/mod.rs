@@ -71,6 +71,8 @@ pub struct Client {
     pub disconnect: Option<Disconnect>,
     /// What arrived, in order: `Ok(id)` for a reply, `Err(channel)` for a publication.
     pub arrivals: Vec<Result<u32, String>>,
+    /// The messages in each data frame read so far.
+    pub frames: Vec<usize>,
 }
 
 impl Client {
@@ -126,6 +128,7 @@ impl Client {
             close: None,
             disconnect: None,
             arrivals: Vec::new(),
+            frames: Vec::new(),
         })
     }
 
@@ -267,6 +270,7 @@ impl Client {
             .codec
             .decode(&bytes, &limits)
             .expect("the server sends valid frames");
+        self.frames.push(messages.len());
         for message in messages {
             match message {
                 ServerMessage::Reply { id, result } => {

@@ -81,7 +81,10 @@ impl Lean {
             if let Some(at) = find(&lean.buf[..lean.end], b"\r\n\r\n") {
                 let head = String::from_utf8_lossy(&lean.buf[..at]).into_owned();
                 if !head.starts_with("HTTP/1.1 101") {
-                    return Err(format!("upgrade refused: {}", head.lines().next().unwrap_or("")));
+                    return Err(format!(
+                        "upgrade refused: {}",
+                        head.lines().next().unwrap_or("")
+                    ));
                 }
                 lean.start = at + 4;
                 return Ok(lean);
@@ -128,11 +131,16 @@ impl Lean {
                     PING => {
                         let data = self.buf[payload].to_vec();
                         self.start += len;
-                        self.send(PONG, &data).await.map_err(|err| err.to_string())?;
+                        self.send(PONG, &data)
+                            .await
+                            .map_err(|err| err.to_string())?;
                     }
                     CLOSE => {
                         let code = (payload.len() >= 2).then(|| {
-                            u16::from_be_bytes([self.buf[payload.start], self.buf[payload.start + 1]])
+                            u16::from_be_bytes([
+                                self.buf[payload.start],
+                                self.buf[payload.start + 1],
+                            ])
                         });
                         return Err(format!("closed: {code:?}"));
                     }
@@ -167,8 +175,14 @@ impl Lean {
             return None;
         };
         let (header, len) = match second & 0x7f {
-            126 => (4, u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?) as usize),
-            127 => (10, u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?) as usize),
+            126 => (
+                4,
+                u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?) as usize,
+            ),
+            127 => (
+                10,
+                u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?) as usize,
+            ),
             short => (2, usize::from(short)),
         };
         if bytes.len() < header + len {

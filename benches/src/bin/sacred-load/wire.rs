@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use sacred_proto::{
-    ClientInfo, ClientMessage, Codec, Command, ConnectRequest, Limits, PongRequest,
-    PublishRequest, Push, Reply, ServerMessage, SubscribeRequest, Value,
+    ClientInfo, ClientMessage, Codec, Command, ConnectRequest, Limits, PongRequest, PublishRequest,
+    Push, Reply, ServerMessage, SubscribeRequest, Value,
 };
 
 use crate::lean::{BINARY, Frame, Lean, TEXT, find};
@@ -51,8 +51,14 @@ pub(crate) fn payload(seq: u64, bytes: usize) -> String {
 /// frame that carries it as JSON text (servers may reorder its keys).
 fn stamp_in(frame: &[u8]) -> Option<u64> {
     let at = find(frame, br#""t":"#)? + 4;
-    let digits = frame[at..].iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&frame[at..at + digits]).ok()?.parse().ok()
+    let digits = frame[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&frame[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 pub(crate) fn client_info(name: &str) -> ClientInfo {
@@ -319,8 +325,8 @@ impl Conn {
             Protocol::Sacred => match (self.codec, publications(self.codec, bytes)) {
                 // Acks and other replies that are not errors: nothing to count.
                 (Codec::Json, None)
-                    if bytes.starts_with(br#"{"id":"#)
-                        && find(bytes, br#""error":"#).is_none() => {}
+                    if bytes.starts_with(br#"{"id":"#) && find(bytes, br#""error":"#).is_none() => {
+                }
                 (Codec::Json, Some(n)) => {
                     received.deliveries = n;
                     if sample {

@@ -58,9 +58,11 @@ pub(crate) async fn serve(hub: Hub, socket: WebSocket, codec: Codec, upgrade: Up
         peer_close: None,
     };
     connection.run(&mut stream).await;
-    connection.leave().await;
+    // Boxed, like every step that runs once: the task's size is that of its
+    // largest state, and an idle connection should not carry this one's.
+    Box::pin(connection.leave()).await;
     let _ = writer.await;
-    connection.tell_host().await;
+    Box::pin(connection.tell_host()).await;
 }
 
 struct Connection {

@@ -370,6 +370,19 @@ pub(crate) async fn write(
         }
     }
     let closing = closing.borrow().clone();
+    // Boxed: it runs once, and an idle connection's task should not be the
+    // size of its last moments.
+    Box::pin(goodbye(sink, outbound, closing)).await;
+}
+
+/// The end of a connection: the last frames (unless the client is a slow
+/// consumer), the `disconnect` push and the close frame, for a close the
+/// server decided; the reply to the client's close frame otherwise.
+async fn goodbye(
+    mut sink: SplitSink<WebSocket, Message>,
+    outbound: Outbound,
+    closing: Option<Closing>,
+) {
     let Some(Closing::Disconnect(code, reason)) = closing else {
         // The client closed: tungstenite has queued the reply to its close
         // frame (RFC 6455, 5.5.1), which closing the sink sends. (If the
@@ -377,7 +390,7 @@ pub(crate) async fn write(
         let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
         return;
     };
-    let goodbye = async {
+    let last = async {
         if code != DisconnectCode::SLOW_CONSUMER {
             for frame in outbound.take().0 {
                 sink.feed(frame).await?;
@@ -396,7 +409,7 @@ pub(crate) async fn write(
         })))
         .await
     };
-    let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, last).await;
 }
 
 #[cfg(test)]

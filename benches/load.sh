@@ -13,19 +13,22 @@
 # Settings (environment): ROUNDS (3), DURATION seconds per scenario (10),
 # PAYLOAD bytes (200), SUBSCRIBERS for the large fan-out (1000), SMALL=1 for a
 # quick run of every scenario at toy sizes (scripts/test), SACRED_SERVER to
-# compare another build of sacred-server (before/after a change).
+# compare another build of sacred-server (before/after a change), SERVERS to
+# run some of "sacred raw socketio" only, EXTRAS=0 to skip the scenarios
+# only Sacred runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
+SERVERS=${SERVERS:-sacred raw socketio}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 PAYLOAD=${PAYLOAD:-200}
 if [ "${SMALL:-0}" = 1 ]; then
   ROUNDS=1 DURATION=1 WARMUP=1
-  FEW=20 MANY=40 IDLE=200 CLIENTS=20 CONNECTS=200 CHURN=2000
+  FEW=20 MANY=40 IDLE=200 HOLD=1 CLIENTS=20 CONNECTS=200 CHURN=2000
 else
-  FEW=100 MANY=${SUBSCRIBERS:-1000} IDLE=${IDLE:-5000} CLIENTS=2000 CONNECTS=5000 CHURN=1000000
+  FEW=100 MANY=${SUBSCRIBERS:-1000} IDLE=${IDLE:-5000} HOLD=12 CLIENTS=2000 CONNECTS=5000 CHURN=1000000
 fi
 
 cargo build --release --locked -q -p sacred-server -p sacred-benches --bins
@@ -82,16 +85,18 @@ load() {
 
 traffic=(--payload "$PAYLOAD" --duration "$DURATION" --warmup "$WARMUP")
 for round in $(seq "$ROUNDS"); do
-  for server in sacred raw socketio; do
+  for server in $SERVERS; do
     load "1 -> $FEW" "$round" $server json fanout --subscribers $FEW "${traffic[@]}"
     load "1 -> $MANY" "$round" $server json fanout --subscribers $MANY "${traffic[@]}"
     load "10 -> $FEW" "$round" $server json fanout --publishers 10 --subscribers $FEW "${traffic[@]}"
     load "1 -> $FEW open loop" "$round" $server json fanout --subscribers $FEW --open-loop "${traffic[@]}"
     load "1 -> $MANY at 200/s" "$round" $server json fanout --subscribers $MANY --rate 200 "${traffic[@]}"
-    load "idle $IDLE" "$round" $server json idle --connections $IDLE
+    load "idle $IDLE" "$round" $server json idle --connections $IDLE --hold $HOLD
   done
 done
 # Sacred alone: the other codec, and the scenarios only a hub has.
+case " $SERVERS " in *" sacred "*) ;; *) exit 0 ;; esac
+[ "${EXTRAS:-1}" = 1 ] || exit 0
 load "1 -> $FEW msgpack" 1 sacred msgpack fanout --subscribers $FEW "${traffic[@]}"
 load "1 -> $MANY msgpack" 1 sacred msgpack fanout --subscribers $MANY "${traffic[@]}"
 for codec in json msgpack; do

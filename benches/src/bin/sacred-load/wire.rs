@@ -361,8 +361,8 @@ impl Conn {
 
 /// How many publications a frame holds if it holds nothing else, judged by
 /// its bytes: a single push starts with its key; a JSON batch of them is
-/// counted by that key. Anything else (a MessagePack batch, a batch with a
-/// ping) is decoded by the caller.
+/// counted by that key. Anything else (a batch with a ping, a reply) is
+/// decoded by the caller.
 fn publications(codec: Codec, frame: &[u8]) -> Option<u64> {
     match codec {
         Codec::Json => {
@@ -384,8 +384,22 @@ fn publications(codec: Codec, frame: &[u8]) -> Option<u64> {
             }
             (count > 0).then_some(count)
         }
-        // A one-entry map (0x81) whose key is the 11-byte str "publication".
-        Codec::MsgPack => frame.starts_with(b"\x81\xabpublication").then_some(1),
+        // A one-entry map (0x81) whose key is the 11-byte str "publication",
+        // alone or in an array (fixarray, array 16 or array 32).
+        Codec::MsgPack => {
+            const PUBLICATION: &[u8] = b"\x81\xabpublication";
+            if frame.starts_with(PUBLICATION) {
+                return Some(1);
+            }
+            if !matches!(frame.first(), Some(0x90..=0x9f | 0xdc | 0xdd)) {
+                return None;
+            }
+            if memchr::memmem::find(frame, b"\x81\xa4ping").is_some() {
+                return None;
+            }
+            let count = memchr::memmem::find_iter(frame, PUBLICATION).count() as u64;
+            (count > 0).then_some(count)
+        }
     }
 }
 
@@ -411,6 +425,26 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["s"], 7);
         assert_eq!(stamp_in(text.as_bytes()), value["t"].as_u64());
+    }
+
+    #[test]
+    fn msgpack_batches_are_counted_by_their_bytes() {
+        use sacred_proto::{Ping, Publication};
+        let publication = |time| {
+            let mut p = Publication::new("c", Value::from(1), time);
+            p.offset = Some(time);
+            ServerMessage::push(p)
+        };
+        let two = Codec::MsgPack
+            .encode_batch(&[publication(1), publication(2)])
+            .unwrap();
+        assert_eq!(publications(Codec::MsgPack, &two), Some(2));
+        let one = Codec::MsgPack.encode(&publication(1)).unwrap();
+        assert_eq!(publications(Codec::MsgPack, &one), Some(1));
+        let mixed = Codec::MsgPack
+            .encode_batch(&[publication(1), ServerMessage::push(Ping::new(2))])
+            .unwrap();
+        assert_eq!(publications(Codec::MsgPack, &mixed), None);
     }
 
     #[test]

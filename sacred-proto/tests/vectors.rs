@@ -320,7 +320,7 @@ fn valid() -> Vec<Valid> {
             name: "push-message",
             description: "A direct message from another client.",
             messages: server(ServerMessage::push(DirectMessage::new(
-                Some(bot),
+                Some(bot.clone()),
                 data(json!({"ping": 1})),
             ))),
         },
@@ -359,6 +359,15 @@ fn valid() -> Vec<Valid> {
             messages: Messages::Server(vec![
                 ServerMessage::reply(14, PublishReply::default()),
                 ServerMessage::push(Ping::new(1_763_800_005_000)),
+            ]),
+        },
+        Valid {
+            name: "server-batch-pushes",
+            description: "What was queued for one connection, sent together: two publications and a join.",
+            messages: Messages::Server(vec![
+                ServerMessage::push(publication(44, "hi all")),
+                ServerMessage::push(publication(45, "anyone?")),
+                ServerMessage::push(Join::new("chat:lobby", bot.clone())),
             ]),
         },
     ]

@@ -11,16 +11,17 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use sacred_server::Hub;
+use settings::{Cli, LogFormat, Settings};
+use tokio::net::TcpListener;
 
 /// mimalloc rather than the system allocator: fan-out builds and frees a
 /// batch buffer per subscriber and flush, which glibc's malloc answers with
 /// page faults (it trims and refaults the heap), a quarter of the server's
-/// CPU in the fan-out benchmark (docs/benchmarks.md).
+/// CPU in the fan-out benchmark. Built without transparent huge pages, which
+/// cost 1.5 KiB per idle connection (docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use sacred_server::Hub;
-use settings::{Cli, LogFormat, Settings};
-use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> ExitCode {

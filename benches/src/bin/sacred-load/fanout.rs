@@ -119,8 +119,15 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
     let lost = shared.traffic.settle(expected()).await;
     let lost = lost.min(expected());
     let _ = done.send(true);
-    for task in publishing {
-        let _ = task.await;
+    for mut task in publishing {
+        // A publisher blocked in a send to a server that stopped reading its
+        // socket cannot see `done`: it is aborted, so the run still ends.
+        if tokio::time::timeout(Duration::from_secs(5), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
     }
     let mut latency = Samples::default();
     for task in receiving {

@@ -25,6 +25,7 @@ mod stats;
 mod wire;
 
 use std::fmt;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use futures_util::StreamExt;
@@ -51,6 +52,10 @@ struct Cli {
     /// The server's process id, to report its resident memory.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Seconds after which the run fails instead of waiting longer (a server
+    /// that stopped answering).
+    #[arg(long, default_value_t = 300)]
+    deadline: u64,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -118,6 +123,9 @@ impl fmt::Display for Scenario {
     }
 }
 
+/// How long opening one connection (and its subscribe) may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Opens `n` connections (`CONCURRENCY` at a time), each subscribed to
 /// `channel(index)` if that is `Some`; in index order.
 pub(crate) async fn connect_all(
@@ -129,13 +137,19 @@ pub(crate) async fn connect_all(
     let opened: Vec<Result<Conn, Error>> = futures_util::stream::iter(0..n)
         .map(|index| {
             let channel = channel(index);
-            async move {
+            let open = async move {
                 let mut conn =
                     Conn::start(&common.url, common.codec, common.protocol, name).await?;
                 if let Some(channel) = channel {
                     conn.subscribe(&channel).await?;
                 }
                 Ok(conn)
+            };
+            // A server that never answers a handshake fails the run, not hangs it.
+            async move {
+                tokio::time::timeout(OPEN_TIMEOUT, open)
+                    .await
+                    .unwrap_or_else(|_| Err(format!("no connection within {OPEN_TIMEOUT:?}")))
             }
         })
         .buffered(CONCURRENCY)
@@ -158,13 +172,24 @@ async fn main() {
         protocol: cli.protocol,
         server_pid: cli.server_pid,
     };
-    let result = match &cli.scenario {
-        Scenario::Fanout(args) => fanout::run(&common, args).await,
-        Scenario::Channels(args) => channels::run(&common, args).await,
-        Scenario::Idle(args) => hold::idle(&common, args).await,
-        Scenario::Connect(args) => hold::connect(&common, args).await,
-        Scenario::Churn(args) => churn::run(&common, args).await,
+    let run = async {
+        match &cli.scenario {
+            Scenario::Fanout(args) => fanout::run(&common, args).await,
+            Scenario::Channels(args) => channels::run(&common, args).await,
+            Scenario::Idle(args) => hold::idle(&common, args).await,
+            Scenario::Connect(args) => hold::connect(&common, args).await,
+            Scenario::Churn(args) => churn::run(&common, args).await,
+        }
     };
+    // Whatever a server does, a run ends: a stuck one fails with this.
+    let deadline = Duration::from_secs(cli.deadline);
+    let result = tokio::time::timeout(deadline, run)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "the run did not end within {deadline:?} (--deadline)"
+            ))
+        });
     match result {
         Ok(mut report) => {
             let head = json!({

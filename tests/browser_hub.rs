@@ -1,7 +1,9 @@
-//! The hub the browser suite (`sacred-client/tests/browser.rs`) runs against,
-//! started by `scripts/test`: a real `sacred-server` hub on a free loopback
-//! port, whose `ws://` URL it prints as its first line, plus two RPC methods
-//! that let a test in the browser do what a native test does with a proxy:
+//! The hub the browser suite (`sacred-client/tests/browser.rs`) and the
+//! Python suite (`bindings/python/tests`) run against, started by
+//! `scripts/test` and the pytest fixture: a real `sacred-server` hub on a
+//! free loopback port, whose `ws://` URL it prints as its first line, plus
+//! RPC methods that let a test in the browser or in Python do what a native
+//! test does with a proxy:
 //!
 //! - `test.kick` `{"channel": C, "code": N}`: disconnects every other client
 //!   subscribed to `C` with close code `N` (default 3006, force reconnect)
@@ -10,15 +12,25 @@
 //!   3001) and starts a new one on the same port over the same history store,
 //!   as a durable store would outlive a process.
 //!
-//! It serves until killed.
+//! - `test.echo`: returns its data.
+//!
+//! Tokens: none is anonymous; `user:<name>` is that user for good;
+//! `short:<name>:<ms>` is that user with a token that expires after `<ms>`
+//! (so the client must refresh); anything else is refused with 3500.
+//!
+//! An address to bind may be passed as its argument. It serves until killed.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use sacred_proto::{DisconnectCode, Value};
-use sacred_server::{Hub, HubBuilder, HubOptions, MemoryHistory, NamespaceOptions, RpcError};
+use sacred_server::{
+    AuthError, Authenticator, ConnectContext, Hub, HubBuilder, HubOptions, Identity, MemoryHistory,
+    NamespaceOptions, RpcError,
+};
 use sacred_tests::Server;
 use tokio::sync::{mpsc, oneshot};
 
@@ -37,11 +49,15 @@ enum Control {
 async fn main() {
     let history = Arc::new(MemoryHistory::new());
     let (control, mut requests) = mpsc::unbounded_channel();
-    let mut server = Server::start(
-        hub(&history, &control),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )
-    .await;
+    // An address to bind may be given (to restart on the same port); a free
+    // loopback port by default.
+    let bind = match std::env::args().nth(1) {
+        Some(addr) => addr
+            .parse()
+            .expect("the argument is an address such as 127.0.0.1:8000"),
+        None => SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
+    let mut server = Server::start(hub(&history, &control), bind).await;
     let addr = server.addr;
     let mut stdout = std::io::stdout();
     writeln!(stdout, "{}", server.url()).expect("stdout is writable");
@@ -70,6 +86,34 @@ async fn main() {
     }
 }
 
+/// The tokens of the module docs.
+struct TestTokens;
+
+impl Authenticator for TestTokens {
+    fn authenticate<'a>(
+        &'a self,
+        request: &'a ConnectContext,
+    ) -> BoxFuture<'a, Result<Identity, AuthError>> {
+        let identity = match request.token.as_deref() {
+            None => Ok(Identity::anonymous()),
+            Some(token) => match token.split(':').collect::<Vec<_>>()[..] {
+                ["user", name] => Ok(Identity::user(name)),
+                ["short", name, ms] => match ms.parse::<u64>() {
+                    Ok(ms) => {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |since| since.as_millis() as u64);
+                        Ok(Identity::user(name).expires(now + ms))
+                    }
+                    Err(_) => Err(AuthError::InvalidToken),
+                },
+                _ => Err(AuthError::InvalidToken),
+            },
+        };
+        Box::pin(std::future::ready(identity))
+    }
+}
+
 /// A hub with room in its history for the tests' gaps, a short drain, and
 /// the two test methods.
 fn hub(history: &Arc<MemoryHistory>, control: &mpsc::UnboundedSender<Control>) -> HubBuilder {
@@ -82,6 +126,8 @@ fn hub(history: &Arc<MemoryHistory>, control: &mpsc::UnboundedSender<Control>) -
         .options(options)
         .namespace("", namespace)
         .history_store(Arc::clone(history))
+        .authenticator(TestTokens)
+        .rpc("test.echo", |_, data: Value| async move { Ok(data) })
         .rpc("test.kick", move |ctx, data: Value| {
             let control = kick.clone();
             async move {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
-use sacred_client::{Client, ClientEvent};
+use sacred_client::{Client, ClientEvent, Unauthorized};
 use sacred_proto::DisconnectCode;
 use sacred_server::{AuthError, Authenticator, ConnectContext, Hub, Identity};
 use sacred_tests::{Server, WAIT};
@@ -96,4 +96,111 @@ async fn short_lived_tokens_are_refreshed_and_fetched_again_on_reconnect() {
         fetched.load(Ordering::Acquire) > before,
         "a fresh token for the new connection"
     );
+}
+
+/// The next event that is not `Connecting`, within `WAIT`.
+async fn next_event(events: &mut sacred_client::Events) -> ClientEvent {
+    loop {
+        let event = tokio::time::timeout(WAIT, events.recv())
+            .await
+            .expect("an event in time")
+            .expect("the stream is open");
+        if !matches!(event, ClientEvent::Connecting) {
+            return event;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_provider_that_says_unauthorized_closes_the_client_instead_of_retrying() {
+    let server = Server::start(
+        Hub::builder().authenticator(ShortLived),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await;
+    let asked = Arc::new(AtomicU32::new(0));
+    let provider = {
+        let asked = Arc::clone(&asked);
+        move || {
+            asked.fetch_add(1, Ordering::AcqRel);
+            async { Err::<String, _>(Unauthorized::new("signed out")) }
+        }
+    };
+    let client = Client::builder(format!("ws://{}/ws", server.addr))
+        .token_provider(provider)
+        .reconnect(Duration::from_millis(1), Duration::from_millis(2))
+        .build()
+        .unwrap();
+    let mut events = client.events();
+    let err = tokio::time::timeout(WAIT, client.connect())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.is_unauthorized() && err.is_refused(), "{err:?}");
+    assert_eq!(err.code(), Some(3507));
+
+    match next_event(&mut events).await {
+        ClientEvent::Error(err) => assert!(err.is_token() && err.is_unauthorized(), "{err:?}"),
+        other => panic!("the provider's refusal first, not {other:?}"),
+    }
+    match next_event(&mut events).await {
+        ClientEvent::Disconnected {
+            code, reconnect, ..
+        } => assert!(code == 3507 && !reconnect),
+        other => panic!("a disconnect for good, not {other:?}"),
+    }
+    assert_eq!(client.state(), sacred_client::State::Closed);
+    assert_eq!(
+        asked.load(Ordering::Acquire),
+        1,
+        "asked once, never retried"
+    );
+}
+
+#[tokio::test]
+async fn unauthorized_at_a_refresh_closes_the_connection_for_good() {
+    let server = Server::start(
+        Hub::builder().authenticator(ShortLived),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await;
+    let asked = Arc::new(AtomicU32::new(0));
+    let provider = {
+        let asked = Arc::clone(&asked);
+        move || {
+            let first = asked.fetch_add(1, Ordering::AcqRel) == 0;
+            async move {
+                if first {
+                    Ok("t1".to_owned())
+                } else {
+                    Err(Unauthorized::new("revoked"))
+                }
+            }
+        }
+    };
+    let client = Client::builder(format!("ws://{}/ws", server.addr))
+        .token_provider(provider)
+        .build()
+        .unwrap();
+    let mut events = client.events();
+    tokio::time::timeout(WAIT, client.connect())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        next_event(&mut events).await,
+        ClientEvent::Connected { .. }
+    ));
+    // The refresh, before the 400 ms expiry, is refused by the provider.
+    assert!(
+        matches!(next_event(&mut events).await, ClientEvent::Error(err) if err.is_unauthorized())
+    );
+    match next_event(&mut events).await {
+        ClientEvent::Disconnected {
+            code, reconnect, ..
+        } => assert!(code == 3507 && !reconnect),
+        other => panic!("a disconnect for good, not {other:?}"),
+    }
+    let err = client.publish("x", 1).await.unwrap_err();
+    assert!(err.is_closed(), "{err:?}");
 }

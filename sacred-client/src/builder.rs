@@ -12,6 +12,7 @@ use crate::client::Client;
 use crate::dispatch::{Dispatch, SharedStatus};
 use crate::driver::Driver;
 use crate::error::Error;
+use crate::error::TokenFailure;
 use crate::event::State;
 use crate::op::TokenProvider;
 use crate::platform::{SendOutsideWasm, SyncOutsideWasm};
@@ -64,17 +65,19 @@ impl ClientBuilder {
 
     /// Asks `provider` for a token before every connect and again before the
     /// token expires (then sent with `refresh`), instead of a fixed token.
-    /// A failed fetch counts as a failed connection attempt and is retried.
+    /// A failed fetch counts as a failed connection attempt and is retried,
+    /// except [`Unauthorized`](crate::Unauthorized), which closes the client
+    /// (3507): the user may not connect.
     /// The provider and its future must be `Send` natively, not in the browser.
     pub fn token_provider<F, Fut, E>(mut self, provider: F) -> Self
     where
         F: Fn() -> Fut + SendOutsideWasm + SyncOutsideWasm + 'static,
         Fut: Future<Output = Result<String, E>> + SendOutsideWasm + 'static,
-        E: fmt::Display,
+        E: fmt::Display + 'static,
     {
         self.token_provider = Some(TokenProvider(std::sync::Arc::new(move || {
             let token = provider();
-            Box::pin(async move { token.await.map_err(|err| err.to_string()) })
+            Box::pin(async move { token.await.map_err(TokenFailure::new) })
         })));
         self.config.refresh_tokens = true;
         self

@@ -7,11 +7,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sacred_proto::{Codec, Limits, ServerMessage};
+use sacred_proto::{Codec, DisconnectCode, Limits, ServerMessage};
 use tokio::sync::mpsc;
 
 use crate::dispatch::{Dispatch, RoomReady};
-use crate::error::Error;
+use crate::error::{Error, TokenFailure};
 use crate::event::{Action, State};
 use crate::op::{Op, TokenProvider};
 use crate::platform::{BoxedFuture, SendOutsideWasm};
@@ -83,7 +83,7 @@ enum Wake<S> {
     Op(Option<Op>),
     Frame(Incoming),
     Opened(Result<(S, Option<String>), Error>),
-    Token(Result<String, String>),
+    Token(Result<String, TokenFailure>),
     Room(RoomReady),
     Timer,
 }
@@ -103,7 +103,7 @@ pub(crate) struct Driver<T: Transport> {
     opening: Option<Opening<T::Socket>>,
     token_provider: Option<TokenProvider>,
     /// A token being fetched for a refresh.
-    fetching: Option<BoxedFuture<Result<String, String>>>,
+    fetching: Option<BoxedFuture<Result<String, TokenFailure>>>,
     /// The bounds frames from the server are decoded with.
     server_frames: Limits,
 }
@@ -175,13 +175,24 @@ impl<T: Transport> Driver<T> {
                 // A failed attempt is a close like any other: the session
                 // schedules the retry; the application hears why, then `Disconnected`.
                 Wake::Opened(Err(err)) => {
-                    let reason = err.to_string();
+                    let close = (Self::close_code(&err), err.to_string());
                     self.dispatch.failed(err);
-                    self.session.handle_close(now, Some((1006, reason)));
+                    self.session.handle_close(now, Some(close));
                 }
                 Wake::Token(Ok(token)) => self.session.refresh(now, token),
-                // The server closes with 3004 at expiry; the reconnect fetches again.
-                Wake::Token(Err(err)) => self.dispatch.failed(Error::token(err)),
+                // The server closes with 3004 at expiry; the reconnect fetches
+                // again. A provider that says `Unauthorized` ends the client now.
+                Wake::Token(Err(failure)) => {
+                    let err = Error::token(failure);
+                    let close = (Self::close_code(&err), err.to_string());
+                    self.dispatch.failed(err);
+                    if close.0 != 1006 {
+                        if let Some(socket) = self.socket.take() {
+                            socket.close().await;
+                        }
+                        self.session.handle_close(now, Some(close));
+                    }
+                }
                 Wake::Room(room) => self.dispatch.room_ready(&mut self.session, now, room),
                 Wake::Timer => self.session.handle_timeout(now),
             }
@@ -259,6 +270,16 @@ impl<T: Transport> Driver<T> {
             if !busy {
                 return;
             }
+        }
+    }
+
+    /// The close a failed attempt counts as: 3507 (unauthorized, not
+    /// retried) if the token provider said so, else 1006 (retried).
+    fn close_code(err: &Error) -> u16 {
+        if err.is_unauthorized() {
+            DisconnectCode::UNAUTHORIZED.as_u16()
+        } else {
+            1006
         }
     }
 

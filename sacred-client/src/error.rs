@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use sacred_proto::{ErrorCode, ReplyError};
+use sacred_proto::{DisconnectCode, ErrorCode, ReplyError};
 
 use crate::event::RequestError;
 
@@ -34,7 +34,7 @@ enum Kind {
     AlreadySubscribed,
     Refused(u16, String),
     Transport(String),
-    Token(String),
+    Token { message: String, unauthorized: bool },
     Builder(String),
 }
 
@@ -67,8 +67,11 @@ impl Error {
         Error::new(Kind::Transport(what.into())).with_source(Arc::new(cause))
     }
 
-    pub(crate) fn token(cause: impl fmt::Display) -> Error {
-        Error::new(Kind::Token(cause.to_string()))
+    pub(crate) fn token(failure: TokenFailure) -> Error {
+        Error::new(Kind::Token {
+            message: failure.message,
+            unauthorized: failure.unauthorized,
+        })
     }
 
     pub(crate) fn builder(message: impl Into<String>) -> Error {
@@ -157,9 +160,22 @@ impl Error {
     }
 
     /// The token provider failed (its error is in the message); the client
-    /// retries like a failed attempt.
+    /// retries like a failed attempt, unless the provider said [`Unauthorized`].
     pub fn is_token(&self) -> bool {
-        matches!(self.kind, Kind::Token(_))
+        matches!(self.kind, Kind::Token { .. })
+    }
+
+    /// The user may not connect: the token provider returned [`Unauthorized`],
+    /// the server closed with 3507 (unauthorized) or 3500 (invalid token),
+    /// or answered error 101. The client retries none of the first three.
+    pub fn is_unauthorized(&self) -> bool {
+        match &self.kind {
+            Kind::Token { unauthorized, .. } => *unauthorized,
+            Kind::Refused(code, _) => [DisconnectCode::UNAUTHORIZED, DisconnectCode::INVALID_TOKEN]
+                .contains(&DisconnectCode::from_u16(*code)),
+            Kind::Server(err) => err.code == ErrorCode::UNAUTHORIZED.as_u32(),
+            _ => false,
+        }
     }
 
     /// The builder's settings were invalid.
@@ -196,10 +212,78 @@ impl Error {
             | Kind::ConnectTimeout
             | Kind::Disconnected
             | Kind::Transport(_)
-            | Kind::Token(_)
+            | Kind::Token {
+                unauthorized: false,
+                ..
+            }
             | Kind::QueueFull
             | Kind::Expired => true,
             _ => false,
+        }
+    }
+}
+
+/// What a token provider returns when the user may not connect at all (the
+/// session was revoked, the account is gone): the client stops, closed with
+/// 3507 (unauthorized), instead of retrying with backoff as it does for any
+/// other error of the provider. Return it as the provider's error type, or
+/// boxed in a `Box<dyn Error + Send + Sync>` beside other errors.
+///
+/// ```no_run
+/// use sacred_client::{Client, Unauthorized};
+///
+/// # fn run() -> Result<(), sacred_client::Error> {
+/// let client = Client::builder("ws://127.0.0.1:8000/ws")
+///     .token_provider(|| async { Err::<String, _>(Unauthorized::new("signed out")) })
+///     .build()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unauthorized(String);
+
+impl Unauthorized {
+    /// Says why, in words the application's log will show.
+    pub fn new(reason: impl Into<String>) -> Unauthorized {
+        Unauthorized(reason.into())
+    }
+
+    /// Why.
+    pub fn reason(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Unauthorized {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unauthorized: {}", self.0)
+    }
+}
+
+impl std::error::Error for Unauthorized {}
+
+/// A token provider's failure as the connection task sees it.
+#[derive(Clone, Debug)]
+pub(crate) struct TokenFailure {
+    pub(crate) message: String,
+    pub(crate) unauthorized: bool,
+}
+
+impl TokenFailure {
+    /// Whatever the provider failed with; [`Unauthorized`], on its own or
+    /// boxed as a `Box<dyn Error + Send + Sync>`, stops the client.
+    pub(crate) fn new<E: fmt::Display + 'static>(err: E) -> TokenFailure {
+        let any = &err as &dyn std::any::Any;
+        let refused = any.downcast_ref::<Unauthorized>().or_else(|| {
+            any.downcast_ref::<Box<dyn std::error::Error + Send + Sync>>()
+                .and_then(|boxed| boxed.downcast_ref::<Unauthorized>())
+        });
+        TokenFailure {
+            message: match refused {
+                Some(refused) => refused.0.clone(),
+                None => err.to_string(),
+            },
+            unauthorized: refused.is_some(),
         }
     }
 }
@@ -248,7 +332,11 @@ impl fmt::Display for Error {
             Kind::AlreadySubscribed => f.write_str("already subscribed to this channel"),
             Kind::Refused(code, reason) => write!(f, "connection refused with {code}: {reason}"),
             Kind::Transport(err) => write!(f, "transport error: {err}"),
-            Kind::Token(err) => write!(f, "token provider failed: {err}"),
+            Kind::Token {
+                message,
+                unauthorized: true,
+            } => write!(f, "token provider refused: {message}"),
+            Kind::Token { message, .. } => write!(f, "token provider failed: {message}"),
             Kind::Builder(err) => write!(f, "invalid client settings: {err}"),
         }
     }

@@ -7,7 +7,7 @@ use std::fmt;
 use sacred_proto::{Command, Reply};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::Error;
+use crate::error::{Error, TokenFailure};
 use crate::platform::{BoxedFuture, SharedFn};
 use crate::stream::{ClientEvent, MessageEvent, SubscriptionEvent};
 
@@ -40,10 +40,10 @@ pub(crate) enum Op {
 /// Asks the application for a token: before every connect, and before the
 /// current token expires.
 #[derive(Clone)]
-pub(crate) struct TokenProvider(pub(crate) SharedFn<BoxedFuture<Result<String, String>>>);
+pub(crate) struct TokenProvider(pub(crate) SharedFn<BoxedFuture<Result<String, TokenFailure>>>);
 
 impl TokenProvider {
-    pub(crate) fn fetch(&self) -> BoxedFuture<Result<String, String>> {
+    pub(crate) fn fetch(&self) -> BoxedFuture<Result<String, TokenFailure>> {
         (self.0)()
     }
 }

@@ -162,8 +162,8 @@ fn connecting_walks_the_states_and_announces_the_connection() {
     let mut h = Harness::connected();
     let events = h.events();
     assert_eq!(events[0], Event::State(State::Connecting));
-    assert_eq!(events[1], Event::State(State::Connected));
-    assert!(matches!(&events[2], Event::Connected(reply) if reply.client == "c1"));
+    assert!(matches!(&events[1], Event::Connected(reply) if reply.client == "c1"));
+    assert_eq!(events[2], Event::State(State::Connected));
     assert_eq!(h.session.server_time(h.now), Some(1_000_000));
 }
 

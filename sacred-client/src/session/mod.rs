@@ -683,8 +683,10 @@ impl Session {
         self.limits = reply.limits.clone().unwrap_or_default();
         self.limits_known = true;
         self.schedule_refresh(now, reply.expires);
-        self.set_state(State::Connected);
+        // The reply first, so that whoever sees the state `Connected` also
+        // finds the client id it carries.
         self.events.push_back(Event::Connected(reply));
+        self.set_state(State::Connected);
         let unsent: Vec<String> = self
             .subscriptions
             .iter()

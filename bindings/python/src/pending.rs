@@ -108,6 +108,14 @@ fn block(py: Python<'_>, work: Work, timeout: Option<f64>) -> Outcome {
         ));
     }
     let timeout = timeout.map(seconds).transpose()?;
+    // Only the main thread receives signals; elsewhere nothing is checked,
+    // so a waiting thread never takes the GIL until its call resolves.
+    let main_thread = {
+        let threading = py.import("threading")?;
+        threading
+            .call_method0("current_thread")?
+            .is(&threading.call_method0("main_thread")?)
+    };
     py.detach(|| {
         runtime().block_on(async move {
             let bounded = async move {
@@ -119,6 +127,9 @@ fn block(py: Python<'_>, work: Work, timeout: Option<f64>) -> Outcome {
                 }
             };
             let signalled = async {
+                if !main_thread {
+                    return std::future::pending().await;
+                }
                 loop {
                     tokio::time::sleep(SIGNAL_CHECK).await;
                     if let Err(err) = Python::attach(|py| py.check_signals()) {

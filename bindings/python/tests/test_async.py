@@ -403,3 +403,11 @@ def test_handlers_are_logged_not_raised(caplog: pytest.LogCaptureFixture, hub: H
     with caplog.at_level(logging.ERROR, logger="sacred_client"):
         asyncio.run(main())
     assert any("handler raised" in record.message for record in caplog.records)
+
+
+async def test_calls_before_connect_say_so_instead_of_waiting(hub: Hub) -> None:
+    client = sacred_client.Client(hub.url)
+    with pytest.raises(ClientClosedError, match="connect"):
+        await client.publish("x", 1)
+    assert client.state is sacred_client.State.DISCONNECTED and client.id is None
+    await client.close()

@@ -58,6 +58,7 @@ from ._common import (
     SubscriptionEvent,
     Unsubscribed,
     client_event,
+    close_native,
     ended,
     logger,
     native_options,
@@ -185,8 +186,8 @@ class Client(Events):
     # ``get_token`` runs on it.
     def _client(self) -> _native.Client:
         if self._native is None:
-            self._native = _native.Client(self.url, **self._options)
-            track(self._native)
+            native = self._native = _native.Client(self.url, **self._options)
+            track(self, lambda: close_native(native))
             self._closed = asyncio.Event()
             self._pump = asyncio.get_running_loop().create_task(self._dispatch())
         return self._native
@@ -265,7 +266,7 @@ class Client(Events):
         if self._native is None:
             return
         await self._native.close()
-        untrack(self._native)
+        untrack(self)
         if self._pump is not None:
             await self._pump
         for task in list(self._tasks):
@@ -290,21 +291,21 @@ class Client(Events):
         """Subscribes and returns once the server confirmed. One subscription
         per channel: a second raises ``DuplicateSubscriptionError`` while the
         first is open. ``join_leave=True`` also delivers join and leave events."""
-        native = await self._client().subscribe(channel, join_leave)
+        native = await self._started().subscribe(channel, join_leave)
         return Subscription(native)
 
     async def publish(self, channel: str, data: Data) -> PublishResult:
         """Publishes and returns the server's ack (the offset in the stream).
         While disconnected it waits in the offline queue."""
-        return await self._client().publish(channel, data)
+        return await self._started().publish(channel, data)
 
     async def send(self, to: str, data: Data) -> None:
         """Sends ``data`` to one client, by its id (see :meth:`messages`)."""
-        await self._client().send(to, data)
+        await self._started().send(to, data)
 
     async def presence(self, channel: str) -> List[Peer]:
         """Who is subscribed to ``channel``."""
-        return await self._client().presence(channel)
+        return await self._started().presence(channel)
 
     async def history(
         self,
@@ -316,16 +317,16 @@ class Client(Events):
     ) -> History:
         """A page of the channel's history: at most ``limit`` publications
         after ``since`` (an ``(offset, epoch)`` pair), newest first if ``reverse``."""
-        return await self._client().history(channel, limit, since, reverse)
+        return await self._started().history(channel, limit, since, reverse)
 
     async def rpc(self, method: str, data: Data = None) -> Any:
         """Calls an RPC handler of the host and returns its answer."""
-        return await self._client().rpc(method, data)
+        return await self._started().rpc(method, data)
 
     async def server_time(self) -> Optional[int]:
         """The server's clock, ms since the Unix epoch, estimated from round
         trips; ``None`` before the first connect."""
-        return await self._client().server_time()
+        return await self._started().server_time()
 
     def messages(self) -> "Messages":
         """Direct messages to this client, as an async iterator. Every reader

@@ -278,29 +278,36 @@ def native_options(
     )
 
 
-# Clients still open at interpreter exit are closed before the interpreter
-# finalises, so that the client's threads never touch a dying interpreter.
-_open: "weakref.WeakSet[_native.Client]" = weakref.WeakSet()
+# Clients still open at interpreter exit are closed (and their threads
+# joined) before the interpreter finalises, so that no thread of theirs ever
+# touches a dying interpreter.
+_open: "weakref.WeakKeyDictionary[object, Callable[[], None]]" = weakref.WeakKeyDictionary()
 _open_lock = threading.Lock()
 
 
-def track(client: _native.Client) -> None:
+def track(owner: object, shutdown: Callable[[], None]) -> None:
+    """Calls ``shutdown`` at exit if ``owner`` is still open and alive."""
     with _open_lock:
-        _open.add(client)
+        _open[owner] = shutdown
 
 
-def untrack(client: _native.Client) -> None:
+def untrack(owner: object) -> None:
     with _open_lock:
-        _open.discard(client)
+        _open.pop(owner, None)
+
+
+def close_native(client: _native.Client) -> None:
+    """Closes a native client, waiting at most 2 s."""
+    client.close().wait(timeout=2.0)
 
 
 @atexit.register
 def _close_open_clients() -> None:
     with _open_lock:
-        clients = list(_open)
+        shutdowns = list(_open.values())
         _open.clear()
-    for client in clients:
+    for shutdown in shutdowns:
         try:
-            client.close().wait(timeout=2.0)
+            shutdown()
         except BaseException:  # noqa: B036 - nothing may stop the exit
             pass

@@ -109,7 +109,7 @@ class Client(Events):
                 message_buffer=message_buffer,
             ),
         )
-        track(self._native)
+        track(self, self._shutdown)
         self._handlers = Handlers(CLIENT_EVENTS)
         self._listeners: List["queue.Queue[Optional[ClientEvent]]"] = []
         self._lock = threading.Lock()
@@ -188,9 +188,14 @@ class Client(Events):
     def close(self) -> None:
         """Closes the connection for good; background work stops before it returns."""
         _wait(self._native.close())
-        untrack(self._native)
+        untrack(self)
         if threading.current_thread() is not self._dispatcher:
             self._dispatcher.join(timeout=5.0)
+
+    def _shutdown(self) -> None:
+        # At interpreter exit: bounded, whatever state the client is in.
+        self._native.close().wait(timeout=2.0)
+        self._dispatcher.join(timeout=2.0)
 
     def wait_closed(self, timeout: Optional[float] = None) -> bool:
         """Blocks until the client closed; ``False`` if ``timeout`` passed first."""

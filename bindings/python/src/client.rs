@@ -66,7 +66,12 @@ impl Client {
         }
         if let Some(get_token) = get_token {
             // An async provider's coroutine runs on the loop the client was made on.
-            let locals = pyo3_async_runtimes::tokio::get_current_locals(py).ok();
+            // Only a running loop: asking for "the current" one would make one
+            // (and leak it) on Python 3.9.
+            let locals = match pyo3_async_runtimes::get_running_loop(py) {
+                Ok(running) => Some(TaskLocals::new(running).copy_context(py)?),
+                Err(_) => None,
+            };
             let get_token = Arc::new(get_token);
             builder =
                 builder.token_provider(move || fetch_token(Arc::clone(&get_token), locals.clone()));

@@ -392,16 +392,13 @@ async def test_connect_to_nothing_times_out_with_the_cause(hub: Hub) -> None:
     assert "refused" in str(raised.value).lower() or "connect" in str(raised.value).lower()
 
 
-def test_handlers_are_logged_not_raised(caplog: pytest.LogCaptureFixture, hub: Hub) -> None:
-    async def main() -> None:
-        client = sacred_client.Client(hub.url)
-        client.on("connected", lambda e: 1 / 0)
+async def test_handlers_are_logged_not_raised(caplog: pytest.LogCaptureFixture, hub: Hub) -> None:
+    client = sacred_client.Client(hub.url)
+    client.on("connected", lambda e: 1 / 0)
+    with caplog.at_level(logging.ERROR, logger="sacred_client"):
         async with client:
             await client.publish("x", 1)
             await asyncio.sleep(0)
-
-    with caplog.at_level(logging.ERROR, logger="sacred_client"):
-        asyncio.run(main())
     assert any("handler raised" in record.message for record in caplog.records)
 
 

@@ -71,15 +71,12 @@ def test_handlers_run_on_the_event_thread(hub: Hub) -> None:
     assert threads == ["sacred-client-events"] * 2  # the connect and the reconnect
 
 
-def test_inside_a_running_event_loop_it_refuses_instead_of_blocking(hub: Hub) -> None:
-    client = blocking.connect(hub.url)
-
-    async def misuse() -> None:
-        with pytest.raises(RuntimeError, match="running asyncio event loop"):
-            client.publish("x", 1)
-
-    asyncio.run(misuse())
-    client.close()
+async def test_inside_a_running_event_loop_it_refuses_instead_of_blocking(hub: Hub) -> None:
+    # Made outside the loop (as a script would), then misused inside it.
+    client = await asyncio.get_running_loop().run_in_executor(None, blocking.connect, hub.url)
+    with pytest.raises(RuntimeError, match="running asyncio event loop"):
+        client.publish("x", 1)
+    await asyncio.get_running_loop().run_in_executor(None, client.close)
 
 
 def test_a_blocking_wait_releases_the_gil(hub: Hub) -> None:

@@ -111,6 +111,10 @@ def test_ctrl_c_interrupts_a_blocking_call(hub: Hub) -> None:
     process = run_script(
         hub,
         """
+        import signal
+        # A shell's background job starts with SIGINT ignored, and Python
+        # then installs no handler: put back the one an interactive run has.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from sacred_client import blocking
         client = blocking.connect(URL)
         sub = client.subscribe("forever")

@@ -89,9 +89,12 @@ impl Client {
             "json" => Codec::Json,
             "msgpack" => Codec::MsgPack,
             other => {
-                return Err(PyValueError::new_err(format!(
-                    "codec must be \"json\" or \"msgpack\", not {other:?}"
-                )));
+                return Err(error::exception(
+                    "ConfigurationError",
+                    format!("codec must be \"json\" or \"msgpack\", not {other:?}"),
+                    None,
+                    false,
+                ));
             }
         });
         if let Some(timeout) = request_timeout {

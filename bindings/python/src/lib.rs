@@ -26,6 +26,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     module.add_class::<client::Client>()?;
     module.add_class::<pending::Pending>()?;
+    module.add_function(wrap_pyfunction!(pending::settle, module)?)?;
     module.add_class::<stream::Subscription>()?;
     module.add_class::<stream::Messages>()?;
     module.add_class::<types::Publication>()?;

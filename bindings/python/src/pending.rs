@@ -4,11 +4,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use pyo3::IntoPyObjectExt;
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use tokio::runtime::Runtime;
 
@@ -83,7 +84,33 @@ impl Pending {
 #[pymethods]
 impl Pending {
     fn __await__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let future = pyo3_async_runtimes::tokio::future_into_py(py, self.take()?)?;
+        let work = self.take()?;
+        let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
+        let future = event_loop.call_method0("create_future")?;
+        let resolve = py.import("sacred_client._common")?.getattr("resolve")?;
+        let (target, on_loop, resolve) = (
+            future.clone().unbind(),
+            event_loop.unbind(),
+            resolve.unbind(),
+        );
+        let running = InFlight::start();
+        let task = runtime().spawn(async move {
+            let outcome = work.await;
+            // Every reference to Python is used and dropped here, with the
+            // GIL, and the count drops after: once it is zero, no runtime
+            // thread touches the interpreter (see `settle`).
+            Python::attach(move |py| {
+                let (ok, value) = match outcome {
+                    Ok(value) => (true, value),
+                    Err(err) => (false, err.into_value(py).into_any()),
+                };
+                // A closed loop refuses the callback; nobody waits any more.
+                let _ = on_loop.call_method1(py, "call_soon_threadsafe", (resolve, target, ok, value));
+            });
+            drop(running);
+        });
+        // Cancelling the asyncio future drops the work.
+        future.call_method1("add_done_callback", (AbortOnCancel(task.abort_handle()),))?;
         future.call_method0("__await__")
     }
 
@@ -98,6 +125,58 @@ impl Pending {
     fn __repr__(&self) -> &'static str {
         "<sacred_client._native.Pending>"
     }
+}
+
+/// Calls awaited from asyncio whose work has not finished with Python yet.
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// One call awaited from asyncio, counted while it runs.
+struct InFlight;
+
+impl InFlight {
+    fn start() -> InFlight {
+        IN_FLIGHT.fetch_add(1, Ordering::AcqRel);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The done-callback that aborts a call's work when its future is cancelled.
+#[pyclass(frozen, module = "sacred_client._native")]
+struct AbortOnCancel(tokio::task::AbortHandle);
+
+#[pymethods]
+impl AbortOnCancel {
+    fn __call__(&self, future: &Bound<'_, PyAny>) -> PyResult<()> {
+        if future.call_method0("cancelled")?.is_truthy()? {
+            self.0.abort();
+        }
+        Ok(())
+    }
+}
+
+/// Waits (the GIL released) until no call awaited from asyncio is still
+/// finishing on a runtime thread, at most `timeout` seconds; whether none is.
+/// The package calls it at interpreter exit, before finalisation, so that no
+/// runtime thread takes the GIL of a dying interpreter.
+#[pyfunction]
+#[pyo3(signature = (timeout = 2.0))]
+pub(crate) fn settle(py: Python<'_>, timeout: f64) -> PyResult<bool> {
+    let deadline = std::time::Instant::now() + seconds(timeout)?;
+    Ok(py.detach(|| {
+        while IN_FLIGHT.load(Ordering::Acquire) > 0 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }))
 }
 
 /// Runs `work` on this thread, the GIL released, checking for signals.
@@ -148,6 +227,11 @@ fn block(py: Python<'_>, work: Work, timeout: Option<f64>) -> Outcome {
 /// A timeout in seconds, as Python APIs take it.
 pub(crate) fn seconds(value: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(value).map_err(|_| {
-        PyValueError::new_err(format!("a timeout must be 0 or more seconds, not {value}"))
+        crate::error::exception(
+            "ConfigurationError",
+            format!("a time must be 0 or more seconds, not {value}"),
+            None,
+            false,
+        )
     })
 }

@@ -7,9 +7,23 @@ use sacred_client::proto;
 
 use crate::value;
 
+/// A string as Python's repr writes it (close enough for the ASCII of ids
+/// and names; others are escaped as Rust does).
+fn text(value: &str) -> String {
+    format!("'{}'", value.escape_default())
+}
+
+fn optional(value: Option<&str>) -> String {
+    value.map_or_else(|| "None".into(), text)
+}
+
+fn number(value: Option<u64>) -> String {
+    value.map_or_else(|| "None".into(), |n| n.to_string())
+}
+
 /// A client as others see it (publisher of a publication, member in presence).
-#[pyclass(frozen, get_all, eq, module = "sacred_client._native")]
-#[derive(Clone, PartialEq)]
+#[pyclass(frozen, get_all, eq, hash, module = "sacred_client._native")]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Peer {
     /// The connection's client id.
     id: String,
@@ -42,8 +56,13 @@ impl Peer {
 impl Peer {
     fn __repr__(&self) -> String {
         format!(
-            "Peer(id={:?}, user={:?}, name={:?}, kind={:?}, runtime={:?})",
-            self.id, self.user, self.name, self.kind, self.runtime
+            "Peer(id={}, user={}, name={}, kind={}, runtime={}, version={})",
+            text(&self.id),
+            optional(self.user.as_deref()),
+            text(&self.name),
+            text(&self.kind),
+            text(&self.runtime),
+            text(&self.version)
         )
     }
 }
@@ -82,9 +101,9 @@ impl Publication {
 impl Publication {
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
-            "Publication(channel={:?}, offset={:?}, data={})",
-            self.channel,
-            self.offset,
+            "Publication(channel={}, offset={}, data={})",
+            text(&self.channel),
+            number(self.offset),
             self.data.bind(py).repr()?
         ))
     }
@@ -125,8 +144,8 @@ impl Message {
 impl Message {
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
-            "Message(sender={:?}, data={})",
-            self.sender.as_ref().map(|peer| peer.id.clone()),
+            "Message(sender={}, data={})",
+            self.sender.as_ref().map_or("None".into(), Peer::__repr__),
             self.data.bind(py).repr()?
         ))
     }
@@ -161,17 +180,17 @@ impl History {
 impl History {
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
-            "History(offset={}, epoch={:?}, publications=<{}>)",
+            "History(offset={}, epoch={}, publications=<{} publications>)",
             self.offset,
-            self.epoch,
+            text(&self.epoch),
             self.publications.bind(py).len()
         )
     }
 }
 
 /// The server's ack of a publish: where the publication went in the stream.
-#[pyclass(frozen, get_all, eq, module = "sacred_client._native")]
-#[derive(PartialEq)]
+#[pyclass(frozen, get_all, eq, hash, module = "sacred_client._native")]
+#[derive(PartialEq, Eq, Hash)]
 pub(crate) struct PublishResult {
     /// Its offset (`None` for a channel without history).
     offset: Option<u64>,
@@ -192,8 +211,9 @@ impl PublishResult {
 impl PublishResult {
     fn __repr__(&self) -> String {
         format!(
-            "PublishResult(offset={:?}, epoch={:?})",
-            self.offset, self.epoch
+            "PublishResult(offset={}, epoch={})",
+            number(self.offset),
+            optional(self.epoch.as_deref())
         )
     }
 }

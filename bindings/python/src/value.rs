@@ -97,7 +97,7 @@ fn convert(object: &Bound<'_, PyAny>, depth: usize, path: &mut String) -> PyResu
         return Ok(Value::Object(map));
     }
     Err(error::invalid(format!(
-        "{path} is a {}, which has no place in a payload (None, bool, int, float, str, bytes, list, tuple, dict)",
+        "{path} is of type {}, which has no place in a payload (None, bool, int, float, str, bytes, list, tuple, dict)",
         object.get_type().name()?
     )))
 }

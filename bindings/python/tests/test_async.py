@@ -408,3 +408,30 @@ async def test_calls_before_connect_say_so_instead_of_waiting(hub: Hub) -> None:
         await client.publish("x", 1)
     assert client.state is sacred_client.State.DISCONNECTED and client.id is None
     await client.close()
+
+
+async def test_a_subscription_stays_open_without_a_reference(hub: Hub) -> None:
+    import gc
+
+    async with sacred_client.connect(hub.url) as client:
+        await client.subscribe("kept")
+        gc.collect()
+        await asyncio.sleep(0.1)
+        assert [p.id for p in await client.presence("kept")] == [client.id]
+        sub = client.get_subscription("kept")
+        assert sub is not None
+        await sub.unsubscribe()
+        assert client.get_subscription("kept") is None
+
+
+async def test_reprs_and_hashes_read_as_python(hub: Hub) -> None:
+    async with sacred_client.connect(hub.url, name="repr") as client:
+        sub = await client.subscribe("repr")
+        ack = await client.publish("repr", 1)
+        assert repr(ack) == f"PublishResult(offset={ack.offset}, epoch='{ack.epoch}')"
+        pub = await sub.next(timeout=WAIT)
+        assert "Some(" not in repr(pub) and "offset=1" in repr(pub)
+        peers = await client.presence("repr")
+        assert len(set(peers) | set(peers)) == 1 and "name='repr'" in repr(peers[0])
+        with pytest.raises(OperationTimeoutError, match="within 0.05 s"):
+            await sub.next(timeout=0.05)

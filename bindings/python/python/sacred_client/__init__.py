@@ -29,6 +29,7 @@ from typing import (
     Awaitable,
     Callable,
     Deque,
+    Dict,
     Generator,
     List,
     Optional,
@@ -181,6 +182,7 @@ class Client(Events):
         self._pump: Optional[asyncio.Task[None]] = None
         self._tasks: Set[asyncio.Task[Any]] = set()
         self._closed: Optional[asyncio.Event] = None
+        self._subscriptions: Dict[str, Subscription] = {}
 
     # The native client is made on the event loop, so that an async
     # ``get_token`` runs on it.
@@ -292,7 +294,15 @@ class Client(Events):
         per channel: a second raises ``DuplicateSubscriptionError`` while the
         first is open. ``join_leave=True`` also delivers join and leave events."""
         native = await self._started().subscribe(channel, join_leave)
-        return Subscription(native)
+        subscription = Subscription(native, self._subscriptions.pop)
+        self._subscriptions[channel] = subscription
+        return subscription
+
+    def get_subscription(self, channel: str) -> Optional["Subscription"]:
+        """The open subscription to ``channel``, if any. The client keeps every
+        subscription open until it is unsubscribed or ends, whether or not the
+        caller keeps a reference."""
+        return self._subscriptions.get(channel)
 
     async def publish(self, channel: str, data: Data) -> PublishResult:
         """Publishes and returns the server's ack (the offset in the stream).
@@ -385,9 +395,10 @@ class Subscription(_Reader, Events):
     ``SubscriptionClosedError``) on unsubscribe, when the server ends it, or
     when the client closes."""
 
-    def __init__(self, native: _native.Subscription) -> None:
+    def __init__(self, native: _native.Subscription, forget: Optional[Callable[[str, Any], Any]] = None) -> None:
         super().__init__(native)
         self._sub = native
+        self._forget = forget
         self._handlers = Handlers(SUBSCRIPTION_EVENTS)
         self._end: Optional[Unsubscribed] = None
         self.recovered: Optional[bool] = None
@@ -397,6 +408,11 @@ class Subscription(_Reader, Events):
     def channel(self) -> str:
         """The channel."""
         return self._sub.channel
+
+    def _gone(self) -> None:
+        if self._forget is not None:
+            self._forget(self.channel, None)
+            self._forget = None
 
     def _spawn(self, coroutine: Awaitable[Any]) -> None:
         async def guarded() -> None:
@@ -413,6 +429,7 @@ class Subscription(_Reader, Events):
         once the subscription ended."""
         raw = await self._item(timeout)
         if raw is None:
+            self._gone()
             raise ended(self.channel, self._end)
         if isinstance(raw, Publication):
             return raw
@@ -430,7 +447,10 @@ class Subscription(_Reader, Events):
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - loop.time())
-            item = await self.next_event(left)
+            try:
+                item = await self.next_event(left)
+            except OperationTimeoutError:
+                raise OperationTimeoutError(f"no publication within {timeout} s", temporary=True) from None
             if isinstance(item, Publication):
                 return item
 
@@ -445,6 +465,7 @@ class Subscription(_Reader, Events):
 
     async def unsubscribe(self) -> None:
         """Unsubscribes; a read waiting meanwhile ends."""
+        self._gone()
         await self._sub.unsubscribe()
 
     async def __aenter__(self) -> "Subscription":

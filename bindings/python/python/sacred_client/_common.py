@@ -3,6 +3,7 @@ types, and the registry that closes clients left open at interpreter exit."""
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import enum
 import logging
@@ -301,6 +302,15 @@ def close_native(client: _native.Client) -> None:
     client.close().wait(timeout=2.0)
 
 
+def resolve(future: "asyncio.Future[Any]", ok: bool, value: Any) -> None:
+    """Settles an asyncio future with a native call's outcome (on its loop)."""
+    if not future.done():
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
 @atexit.register
 def _close_open_clients() -> None:
     with _open_lock:
@@ -311,3 +321,6 @@ def _close_open_clients() -> None:
             shutdown()
         except BaseException:  # noqa: B036 - nothing may stop the exit
             pass
+    # Calls that were awaited finish their last steps on runtime threads;
+    # wait for them so that none takes the GIL of a finalising interpreter.
+    _native.settle(2.0)

@@ -8,6 +8,7 @@ _T = TypeVar("_T")
 
 __all__ = [
     "__version__",
+    "settle",
     "Client",
     "Pending",
     "Subscription",
@@ -20,6 +21,8 @@ __all__ = [
 ]
 
 __version__: str
+
+def settle(timeout: float = 2.0) -> bool: ...
 
 @final
 class Pending(Generic[_T]):

@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Iterator, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple, TypeVar, Union
 
 from . import _native
 from ._common import (
@@ -114,6 +114,7 @@ class Client(Events):
         self._listeners: List["queue.Queue[Optional[ClientEvent]]"] = []
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self._subscriptions: Dict[str, Subscription] = {}
         self._dispatcher = threading.Thread(target=self._dispatch, name="sacred-client-events", daemon=True)
         self._dispatcher.start()
 
@@ -209,7 +210,14 @@ class Client(Events):
 
     def subscribe(self, channel: str, *, join_leave: bool = False) -> "Subscription":
         """Subscribes and returns once the server confirmed."""
-        return Subscription(_wait(self._native.subscribe(channel, join_leave)))
+        subscription = Subscription(_wait(self._native.subscribe(channel, join_leave)), self._subscriptions.pop)
+        self._subscriptions[channel] = subscription
+        return subscription
+
+    def get_subscription(self, channel: str) -> Optional["Subscription"]:
+        """The open subscription to ``channel``, if any (the client keeps
+        every subscription open until it is unsubscribed or ends)."""
+        return self._subscriptions.get(channel)
 
     def publish(self, channel: str, data: Data) -> PublishResult:
         """Publishes and returns the server's ack."""
@@ -272,9 +280,10 @@ class Subscription(_Reader, Events):
     """One subscribed channel: ``for pub in sub`` reads its publications;
     other events go to the handlers of :meth:`on` as they are read."""
 
-    def __init__(self, native: _native.Subscription) -> None:
+    def __init__(self, native: _native.Subscription, forget: Optional[Callable[[str, Any], Any]] = None) -> None:
         super().__init__(native)
         self._sub = native
+        self._forget = forget
         self._handlers = Handlers(SUBSCRIPTION_EVENTS)
         self._end: Optional[Unsubscribed] = None
         self.recovered: Optional[bool] = None
@@ -285,10 +294,16 @@ class Subscription(_Reader, Events):
         """The channel."""
         return self._sub.channel
 
+    def _gone(self) -> None:
+        if self._forget is not None:
+            self._forget(self.channel, None)
+            self._forget = None
+
     def next_event(self, timeout: Optional[float] = None) -> Union[Publication, SubscriptionEvent]:
         """The next publication or event, waiting at most ``timeout`` seconds."""
         raw = self._item(timeout)
         if raw is None:
+            self._gone()
             raise ended(self.channel, self._end)
         if isinstance(raw, Publication):
             return raw
@@ -305,7 +320,10 @@ class Subscription(_Reader, Events):
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            item = self.next_event(left)
+            try:
+                item = self.next_event(left)
+            except OperationTimeoutError:
+                raise OperationTimeoutError(f"no publication within {timeout} s", temporary=True) from None
             if isinstance(item, Publication):
                 return item
 
@@ -320,6 +338,7 @@ class Subscription(_Reader, Events):
 
     def unsubscribe(self) -> None:
         """Unsubscribes."""
+        self._gone()
         _wait(self._sub.unsubscribe())
 
     def __enter__(self) -> "Subscription":

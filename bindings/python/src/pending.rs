@@ -105,7 +105,8 @@ impl Pending {
                     Err(err) => (false, err.into_value(py).into_any()),
                 };
                 // A closed loop refuses the callback; nobody waits any more.
-                let _ = on_loop.call_method1(py, "call_soon_threadsafe", (resolve, target, ok, value));
+                let _ =
+                    on_loop.call_method1(py, "call_soon_threadsafe", (resolve, target, ok, value));
             });
             drop(running);
         });

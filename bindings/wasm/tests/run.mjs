@@ -1,0 +1,89 @@
+// The browser suite: the built package (target/wasm-package) loaded by a page
+// in headless Chromium (Debian's, driven by puppeteer-core, which downloads
+// nothing), talking to the workspace's test hub (target/debug/browser-hub).
+//
+//   node bindings/wasm/tests/run.mjs
+//
+// The page (suite.html + suite.js) runs every test and reports to this
+// process; each test is bounded, and so is the whole run.
+
+import { spawn, execFileSync } from "node:child_process";
+import { createServer } from "node:http";
+import { readFile } from "node:fs/promises";
+import { extname, join, normalize, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { createRequire } from "node:module";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const here = fileURLToPath(new URL(".", import.meta.url));
+const root = resolve(here, "../../..");
+const RUN_LIMIT_MS = 180_000;
+// puppeteer-core is installed with the package's tools (bindings/wasm/tools).
+const tools = createRequire(join(root, "bindings/wasm/tools/package.json"));
+const puppeteerModule = await import(pathToFileURL(tools.resolve("puppeteer-core")).href);
+const puppeteer = puppeteerModule.default ?? puppeteerModule;
+
+function startHub() {
+  const hub = spawn(join(root, "target/debug/browser-hub"), [], { stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => reject(new Error("browser-hub printed no URL within 20 s")), 20_000);
+    createInterface({ input: hub.stdout }).once("line", (line) => {
+      clearTimeout(timer);
+      resolvePromise({ hub, url: line.trim() });
+    });
+    hub.once("exit", (code) => reject(new Error(`browser-hub exited with ${code}`)));
+  });
+}
+
+const TYPES = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".ts": "text/plain" };
+
+function serve() {
+  const mounts = { "/pkg/": join(root, "target/wasm-package"), "/": here };
+  const server = createServer(async (request, response) => {
+    const path = decodeURIComponent(new URL(request.url, "http://x").pathname);
+    const [prefix, dir] = Object.entries(mounts).find(([p]) => path.startsWith(p));
+    const file = normalize(join(dir, path.slice(prefix.length)));
+    try {
+      const body = await readFile(file);
+      response.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" });
+      response.end(body);
+    } catch {
+      response.writeHead(404).end();
+    }
+  });
+  return new Promise((resolvePromise) => server.listen(0, "127.0.0.1", () => resolvePromise(server)));
+}
+
+const chromium = execFileSync("sh", ["-c", "command -v chromium || command -v chromium-browser"]).toString().trim();
+const { hub, url } = await startHub();
+const server = await serve();
+const browser = await puppeteer.launch({
+  executablePath: chromium,
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync"],
+});
+let failed = 1;
+const limit = setTimeout(() => { console.error(`the browser suite did not end within ${RUN_LIMIT_MS} ms`); cleanup(1); }, RUN_LIMIT_MS);
+async function cleanup(code) {
+  clearTimeout(limit);
+  await browser.close().catch(() => {});
+  server.close();
+  hub.kill();
+  process.exit(code);
+}
+try {
+  const page = await browser.newPage();
+  page.on("console", (message) => console.log(`  page: ${message.text()}`));
+  page.on("pageerror", (err) => console.log(`  page error: ${err.message}`));
+  const address = server.address();
+  await page.goto(`http://127.0.0.1:${address.port}/suite.html?hub=${encodeURIComponent(url)}`);
+  const results = await page.waitForFunction(() => window.__results, { timeout: RUN_LIMIT_MS - 10_000 }).then((h) => h.jsonValue());
+  for (const { name, ok, error, ms } of results) console.log(`${ok ? "ok  " : "FAIL"} ${name} (${ms} ms)${ok ? "" : `\n     ${error}`}`);
+  const bad = results.filter((r) => !r.ok).length;
+  console.log(`browser package: ${results.length - bad} passed, ${bad} failed`);
+  failed = bad ? 1 : 0;
+} catch (err) {
+  console.error(err);
+}
+await cleanup(failed);

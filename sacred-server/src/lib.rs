@@ -65,6 +65,7 @@
 
 mod auth;
 mod builder;
+mod client_files;
 mod connection;
 mod history;
 mod hooks;
@@ -83,6 +84,7 @@ struct ReadmeDoctests;
 
 pub use auth::{AuthError, Authenticator, ConnectContext, Identity, StaticKeys};
 pub use builder::{BuildError, HubBuilder};
+pub use client_files::ClientFiles;
 pub use history::{HistoryError, HistoryStore, MemoryHistory, Page, Query, Retention};
 pub use hooks::{
     ChannelUse, ClientContext, DisconnectContext, PublishContext, Refusal, SendContext,

@@ -50,7 +50,13 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         Ok(limit) => tracing::info!(limit, "open file limit"),
         Err(err) => tracing::warn!(%err, "could not raise the open file limit"),
     }
-    let (router, hub) = Hub::builder().options(settings.hub).build()?;
+    let (mut router, hub) = Hub::builder().options(settings.hub).build()?;
+    if let Some(dir) = &settings.client_dir {
+        let files = sacred_server::ClientFiles::from_dir(dir)
+            .map_err(|err| format!("cannot serve the client from {}: {err}", dir.display()))?;
+        tracing::info!(path = %files.path(), files = ?files.names(), "serving the browser client");
+        router = router.merge(files.router());
+    }
     let listener = TcpListener::bind(settings.bind).await?;
     let address = listener.local_addr()?;
     tracing::info!(%address, "sacred-server listening: ws://{address}/ws, http://{address}/health");

@@ -34,6 +34,9 @@ pub(crate) struct Cli {
     /// Seconds an HTTP request may take to send its headers [default: 10].
     #[arg(long, env = "SACRED_HEADER_TIMEOUT_SECS")]
     header_timeout_secs: Option<u64>,
+    /// Serve the browser package in this directory under /client/vVERSION/ [default: off].
+    #[arg(long, env = "SACRED_CLIENT_DIR")]
+    client_dir: Option<PathBuf>,
 }
 
 /// How log lines are written.
@@ -57,6 +60,8 @@ pub(crate) struct Settings {
     /// time is closed (an upgraded WebSocket then has `connect_timeout_ms`).
     #[serde(rename = "header_timeout_secs", with = "secs")]
     pub(crate) header_timeout: Duration,
+    /// The built browser package to serve under `/client/v{VERSION}/`.
+    pub(crate) client_dir: Option<PathBuf>,
     pub(crate) hub: HubOptions,
 }
 
@@ -66,6 +71,7 @@ impl Default for Settings {
             bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
             log_format: LogFormat::Text,
             header_timeout: Duration::from_secs(10),
+            client_dir: None,
             hub: HubOptions::default(),
         }
     }
@@ -107,6 +113,9 @@ impl Settings {
         }
         if let Some(secs) = cli.header_timeout_secs {
             settings.header_timeout = Duration::from_secs(secs);
+        }
+        if let Some(dir) = &cli.client_dir {
+            settings.client_dir = Some(dir.clone());
         }
         if settings.header_timeout.is_zero() {
             return Err("header_timeout_secs must be greater than zero".into());

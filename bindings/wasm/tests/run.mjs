@@ -9,7 +9,7 @@
 
 import { spawn, execFileSync } from "node:child_process";
 import { createServer } from "node:http";
-import { readFile } from "node:fs/promises";
+import { copyFile, readFile } from "node:fs/promises";
 import { extname, join, normalize, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { createRequire } from "node:module";
@@ -54,6 +54,38 @@ function serve() {
   return new Promise((resolvePromise) => server.listen(0, "127.0.0.1", () => resolvePromise(server)));
 }
 
+// examples/browser/chat.html, served next to the package as its comments say:
+// two pages chat through the hub.
+async function chatExample(port) {
+  const started = Date.now();
+  const name = "examples/browser/chat.html: two pages chat";
+  try {
+    await copyFile(join(root, "examples/browser/chat.html"), join(root, "target/wasm-package/chat.html"));
+    const open = async (who) => {
+      const page = await browser.newPage();
+      page.on("console", (message) => console.log(`  ${who}: ${message.text()}`));
+      page.on("pageerror", (err) => console.log(`  ${who} error: ${err.message}`));
+      await page.goto(`http://127.0.0.1:${port}/pkg/chat.html?hub=${encodeURIComponent(url)}&name=${who}`, { waitUntil: "domcontentloaded", timeout: 20_000 });
+      await page.waitForSelector("body[data-ready=yes]", { timeout: 20_000 });
+      return page;
+    };
+    const ada = await open("ada");
+    const bob = await open("bob");
+    // The page's own form, submitted as a user would (typing needs a focused tab).
+    await ada.evaluate(() => {
+      document.getElementById("text").value = "hello bob";
+      document.getElementById("form").requestSubmit();
+    });
+    await bob.waitForFunction(() => document.getElementById("log").textContent.includes("ada: hello bob"), { timeout: 10_000 });
+    await ada.waitForFunction(() => document.getElementById("who").textContent.includes("bob"), { timeout: 10_000 });
+    await ada.close();
+    await bob.close();
+    return { name, ok: true, ms: Date.now() - started };
+  } catch (err) {
+    return { name, ok: false, error: String(err?.stack ?? err), ms: Date.now() - started };
+  }
+}
+
 const chromium = execFileSync("sh", ["-c", "command -v chromium || command -v chromium-browser"]).toString().trim();
 const { hub, url } = await startHub();
 const server = await serve();
@@ -79,6 +111,7 @@ try {
   const address = server.address();
   await page.goto(`http://127.0.0.1:${address.port}/suite.html?hub=${encodeURIComponent(url)}`);
   const results = await page.waitForFunction(() => window.__results, { timeout: RUN_LIMIT_MS - 10_000 }).then((h) => h.jsonValue());
+  results.push(await chatExample(address.port));
   for (const { name, ok, error, ms } of results) console.log(`${ok ? "ok  " : "FAIL"} ${name} (${ms} ms)${ok ? "" : `\n     ${error}`}`);
   const bad = results.filter((r) => !r.ok).length;
   console.log(`browser package: ${results.length - bad} passed, ${bad} failed`);

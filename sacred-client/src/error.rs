@@ -204,6 +204,41 @@ impl Error {
         }
     }
 
+    /// What the error is about, the most specific first (see [`Category`]).
+    pub fn category(&self) -> Category {
+        if self.is_timeout() {
+            Category::Timeout
+        } else if self.is_too_large() {
+            Category::TooLarge
+        } else if self.is_unauthorized() {
+            Category::Unauthorized
+        } else if self.is_already_subscribed() {
+            Category::AlreadySubscribed
+        } else if self.is_refused() {
+            Category::Refused
+        } else if self.is_closed() {
+            Category::Closed
+        } else if self.is_server() {
+            match self.code().map(ErrorCode::from_u32) {
+                Some(ErrorCode::PERMISSION_DENIED) => Category::PermissionDenied,
+                Some(ErrorCode::UNRECOVERABLE_POSITION) => Category::UnrecoverablePosition,
+                _ => Category::Reply,
+            }
+        } else if self.is_disconnected() {
+            Category::Disconnected
+        } else if self.is_queue_full() || self.is_expired() {
+            Category::OfflineQueue
+        } else if self.is_invalid() {
+            Category::Invalid
+        } else if self.is_token() {
+            Category::Token
+        } else if self.is_builder() {
+            Category::Builder
+        } else {
+            Category::Transport
+        }
+    }
+
     /// Whether retrying the same call later may succeed.
     pub fn is_temporary(&self) -> bool {
         match &self.kind {
@@ -221,6 +256,44 @@ impl Error {
             _ => false,
         }
     }
+}
+
+/// What an error is about, the most specific first: for code that maps the
+/// client's errors onto its own types (the Python and browser packages'
+/// exception classes), so the order of the `is_*` checks lives here once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Category {
+    /// [`Error::is_timeout`].
+    Timeout,
+    /// [`Error::is_too_large`].
+    TooLarge,
+    /// [`Error::is_unauthorized`] (also refused or a reply, which it wins over).
+    Unauthorized,
+    /// [`Error::is_already_subscribed`].
+    AlreadySubscribed,
+    /// [`Error::is_refused`], other than unauthorized.
+    Refused,
+    /// [`Error::is_closed`], not refused.
+    Closed,
+    /// A reply with 103.
+    PermissionDenied,
+    /// A reply with 112.
+    UnrecoverablePosition,
+    /// Any other error reply ([`Error::is_server`]).
+    Reply,
+    /// [`Error::is_disconnected`].
+    Disconnected,
+    /// [`Error::is_queue_full`] or [`Error::is_expired`].
+    OfflineQueue,
+    /// [`Error::is_invalid`].
+    Invalid,
+    /// [`Error::is_token`], not unauthorized.
+    Token,
+    /// [`Error::is_builder`].
+    Builder,
+    /// [`Error::is_transport`], and anything else.
+    Transport,
 }
 
 /// What a token provider returns when the user may not connect at all (the

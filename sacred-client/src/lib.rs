@@ -136,7 +136,7 @@ use web as transport;
 pub use backoff::Backoff;
 pub use builder::ClientBuilder;
 pub use client::Client;
-pub use error::{Error, Unauthorized};
+pub use error::{Category, Error, Unauthorized};
 pub use event::{Action, Event, RequestError, RequestId, State};
 pub use platform::{SendOutsideWasm, SyncOutsideWasm};
 pub use session::{Session, SessionConfig};

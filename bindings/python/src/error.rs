@@ -5,8 +5,7 @@
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use sacred_client::Error;
-use sacred_client::proto::ErrorCode;
+use sacred_client::{Category, Error};
 
 /// The module the exception classes live in.
 const EXCEPTIONS: &str = "sacred_client.exceptions";
@@ -40,37 +39,22 @@ pub(crate) fn invalid(message: String) -> PyErr {
 /// The exception class for a client error: the most specific one a caller
 /// would catch.
 fn class_of(err: &Error) -> &'static str {
-    let code = err.code();
-    if err.is_timeout() {
-        "OperationTimeoutError"
-    } else if err.is_too_large() {
-        "TooLargeError"
-    } else if err.is_unauthorized() {
-        "UnauthorizedError"
-    } else if err.is_already_subscribed() {
-        "DuplicateSubscriptionError"
-    } else if err.is_refused() {
-        "RefusedError"
-    } else if err.is_closed() {
-        "ClientClosedError"
-    } else if err.is_server() {
-        match code.map(ErrorCode::from_u32) {
-            Some(ErrorCode::UNRECOVERABLE_POSITION) => "UnrecoverablePositionError",
-            Some(ErrorCode::PERMISSION_DENIED) => "PermissionDeniedError",
-            _ => "ReplyError",
-        }
-    } else if err.is_disconnected() {
-        "DisconnectedError"
-    } else if err.is_queue_full() || err.is_expired() {
-        "OfflineQueueError"
-    } else if err.is_invalid() {
-        "InvalidError"
-    } else if err.is_token() {
-        "TokenError"
-    } else if err.is_builder() {
-        "ConfigurationError"
-    } else {
-        "TransportError"
+    match err.category() {
+        Category::Timeout => "OperationTimeoutError",
+        Category::TooLarge => "TooLargeError",
+        Category::Unauthorized => "UnauthorizedError",
+        Category::AlreadySubscribed => "DuplicateSubscriptionError",
+        Category::Refused => "RefusedError",
+        Category::Closed => "ClientClosedError",
+        Category::PermissionDenied => "PermissionDeniedError",
+        Category::UnrecoverablePosition => "UnrecoverablePositionError",
+        Category::Reply => "ReplyError",
+        Category::Disconnected => "DisconnectedError",
+        Category::OfflineQueue => "OfflineQueueError",
+        Category::Invalid => "InvalidError",
+        Category::Token => "TokenError",
+        Category::Builder => "ConfigurationError",
+        _ => "TransportError",
     }
 }
 

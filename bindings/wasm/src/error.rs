@@ -2,8 +2,7 @@
 //! into one of its error classes: `{kind, message, code, temporary}`.
 
 use js_sys::{Object, Reflect};
-use sacred_client::Error;
-use sacred_client::proto::ErrorCode;
+use sacred_client::{Category, Error};
 use wasm_bindgen::JsValue;
 
 /// An error descriptor of `kind` (the JavaScript class's name).
@@ -28,36 +27,22 @@ pub(crate) fn invalid(message: impl Into<String>) -> JsValue {
 
 /// The class a caller would catch for `err`.
 fn kind_of(err: &Error) -> &'static str {
-    if err.is_timeout() {
-        "TimeoutError"
-    } else if err.is_too_large() {
-        "TooLargeError"
-    } else if err.is_unauthorized() {
-        "UnauthorizedError"
-    } else if err.is_already_subscribed() {
-        "DuplicateSubscriptionError"
-    } else if err.is_refused() {
-        "RefusedError"
-    } else if err.is_closed() {
-        "ClientClosedError"
-    } else if err.is_server() {
-        match err.code().map(ErrorCode::from_u32) {
-            Some(ErrorCode::UNRECOVERABLE_POSITION) => "UnrecoverablePositionError",
-            Some(ErrorCode::PERMISSION_DENIED) => "PermissionDeniedError",
-            _ => "ReplyError",
-        }
-    } else if err.is_disconnected() {
-        "DisconnectedError"
-    } else if err.is_queue_full() || err.is_expired() {
-        "OfflineQueueError"
-    } else if err.is_invalid() {
-        "InvalidError"
-    } else if err.is_token() {
-        "TokenError"
-    } else if err.is_builder() {
-        "ConfigurationError"
-    } else {
-        "TransportError"
+    match err.category() {
+        Category::Timeout => "TimeoutError",
+        Category::TooLarge => "TooLargeError",
+        Category::Unauthorized => "UnauthorizedError",
+        Category::AlreadySubscribed => "DuplicateSubscriptionError",
+        Category::Refused => "RefusedError",
+        Category::Closed => "ClientClosedError",
+        Category::PermissionDenied => "PermissionDeniedError",
+        Category::UnrecoverablePosition => "UnrecoverablePositionError",
+        Category::Reply => "ReplyError",
+        Category::Disconnected => "DisconnectedError",
+        Category::OfflineQueue => "OfflineQueueError",
+        Category::Invalid => "InvalidError",
+        Category::Token => "TokenError",
+        Category::Builder => "ConfigurationError",
+        _ => "TransportError",
     }
 }
 

@@ -21,6 +21,17 @@ use crate::error::Error;
 /// The longest browser timer: `setTimeout` fires at once for longer delays.
 const MAX_TIMER_MS: f64 = i32::MAX as f64;
 
+/// How much the page's `WebSocket` may hold unsent (`bufferedAmount`) before
+/// the next frame waits: the browser's send buffer has no limit of its own,
+/// so without one a page that publishes faster than the network carries
+/// would grow it without bound. Beyond it, commands wait in the session's
+/// queue, each with the caller's pending promise.
+const SEND_HIGH_WATER: u32 = 1 << 20;
+
+/// How often a full send buffer is looked at again (the browser has no
+/// event for "the buffer drained").
+const DRAIN_POLL_MS: u32 = 4;
+
 /// Settings only the browser transport has: none yet (TLS is the browser's).
 #[derive(Debug, Default)]
 pub(crate) struct Options {}
@@ -177,8 +188,14 @@ impl driver::Socket for Socket {
     }
 
     async fn send(&mut self, codec: Codec, frames: Vec<Vec<u8>>) -> Result<(), Error> {
-        // The browser buffers and sends in order; there is nothing to flush.
+        // The browser buffers and sends in order; there is nothing to flush,
+        // only a buffer to keep bounded.
         for bytes in frames {
+            if !self.drained().await {
+                // Closing: the browser would drop the frame; the close event
+                // that follows tells the session why (and its code).
+                return Ok(());
+            }
             match codec {
                 Codec::Json => {
                     let text = String::from_utf8(bytes).map_err(Error::transport)?;
@@ -194,6 +211,22 @@ impl driver::Socket for Socket {
     async fn close(self) {
         // Dropping closes with 1000; the browser finishes the handshake.
         drop(self);
+    }
+}
+
+impl Socket {
+    /// Waits until the browser's send buffer is below [`SEND_HIGH_WATER`];
+    /// false if the socket stopped being open meanwhile.
+    async fn drained(&self) -> bool {
+        loop {
+            if self.ws.ready_state() != WebSocket::OPEN {
+                return false;
+            }
+            if self.ws.buffered_amount() < SEND_HIGH_WATER {
+                return true;
+            }
+            TimeoutFuture::new(DRAIN_POLL_MS).await;
+        }
     }
 }
 

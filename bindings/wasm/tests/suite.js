@@ -203,6 +203,26 @@ test("an AbortSignal ends a publications() loop; disconnect ends them all", asyn
   equal(await within(WAIT, open, "the loop ends on disconnect"), "ended", "ended");
 });
 
+test("the page's send buffer stays bounded (bufferedAmount)", async () => {
+  const client = await connected();
+  let most = 0;
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    most = Math.max(most, this.bufferedAmount);
+    return send.call(this, data);
+  };
+  try {
+    // 16 MB published at once, far faster than the socket carries it.
+    const payload = "x".repeat(8000);
+    const acks = await within(WAIT, Promise.all(Array.from({ length: 2000 }, () => client.publish("bulk", payload))), "2000 publishes");
+    assert(acks.length === 2000, "all acked");
+  } finally {
+    WebSocket.prototype.send = send;
+  }
+  assert(most > 0 && most < 1 << 20, `the socket held ${most} bytes before a send (the mark is 1 MiB)`);
+  await client.disconnect();
+});
+
 test("many connect/disconnect cycles", async () => {
   for (let i = 0; i < 20; i++) {
     const client = await connected();

@@ -16,7 +16,7 @@ wasm-bindgen --target web --out-dir "$out" --out-name sacred_client_wasm \
 "$tools/node_modules/.bin/wasm-opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
   --enable-sign-ext --enable-mutable-globals \
   -o "$out/sacred_client_wasm_bg.wasm" "$out/sacred_client_wasm_bg.wasm"
-cp bindings/wasm/js/index.js bindings/wasm/js/index.d.ts bindings/wasm/package.json bindings/wasm/README.md "$out/"
+cp bindings/wasm/js/*.js bindings/wasm/js/*.d.ts bindings/wasm/package.json bindings/wasm/README.md "$out/"
 rm -f "$out/sacred_client_wasm.d.ts" "$out/sacred_client_wasm_bg.wasm.d.ts" "$out/package.json.bak"
 for file in sacred_client_wasm_bg.wasm sacred_client_wasm.js index.js; do
   printf '%s: %s bytes, %s gzipped\n' "$file" "$(wc -c <"$out/$file")" "$(gzip -9c "$out/$file" | wc -c)"

@@ -9,11 +9,13 @@
 
 import { spawn, execFileSync } from "node:child_process";
 import { createServer } from "node:http";
-import { copyFile, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { extname, join, normalize, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
+
+import { build as buildExamples } from "../../../examples/browser/build.mjs";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const root = resolve(here, "../../..");
@@ -60,7 +62,6 @@ async function chatExample(port) {
   const started = Date.now();
   const name = "examples/browser/chat.html: two pages chat";
   try {
-    await copyFile(join(root, "examples/browser/chat.html"), join(root, "target/wasm-package/chat.html"));
     const open = async (who) => {
       const page = await browser.newPage();
       page.on("console", (message) => console.log(`  ${who}: ${message.text()}`));
@@ -80,6 +81,39 @@ async function chatExample(port) {
     await ada.waitForFunction(() => document.getElementById("who").textContent.includes("bob"), { timeout: 10_000 });
     await ada.close();
     await bob.close();
+    return { name, ok: true, ms: Date.now() - started };
+  } catch (err) {
+    return { name, ok: false, error: String(err?.stack ?? err), ms: Date.now() - started };
+  }
+}
+
+// examples/browser/{react,vue}: bundled by esbuild, rendered in StrictMode
+// (React) with two components sharing one channel; publishing through the
+// page's form shows up in both; unmounting one keeps the other's feed.
+async function frameworkExample(port, framework) {
+  const started = Date.now();
+  const name = `examples/browser/${framework}: renders a live feed`;
+  try {
+    const page = await browser.newPage();
+    page.on("console", (message) => console.log(`  ${framework}: ${message.text()}`));
+    page.on("pageerror", (err) => console.log(`  ${framework} error: ${err.message}`));
+    await page.goto(`http://127.0.0.1:${port}/pkg/example-${framework}.html?hub=${encodeURIComponent(url)}&channel=${framework}`, { waitUntil: "domcontentloaded", timeout: 20_000 });
+    await page.waitForSelector("main[data-state=connected]", { timeout: 20_000 });
+    await page.waitForFunction(() => document.getElementById("subscription")?.textContent === "subscribed", { timeout: 10_000 });
+    const say = (text) => page.evaluate((value) => {
+      const input = document.getElementById("text");
+      // As typing would: the framework hears the input event.
+      Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, "value").set.call(input, value);
+      input.dispatchEvent(new Event("input", { bubbles: true }));
+    }, text).then(() => page.waitForFunction((value) => document.getElementById("text").value === value, { timeout: 10_000 }, text))
+      .then(() => page.evaluate(() => document.getElementById("form").requestSubmit()));
+    await say("first");
+    await page.waitForFunction(() => document.getElementById("feed").textContent === "first" && document.getElementById("count").textContent === "1", { timeout: 10_000 });
+    await page.evaluate(() => document.getElementById("show").click());
+    await page.waitForFunction(() => document.getElementById("feed") === null, { timeout: 10_000 });
+    await say("second");
+    await page.waitForFunction(() => document.getElementById("count").textContent === "2", { timeout: 10_000 });
+    await page.close();
     return { name, ok: true, ms: Date.now() - started };
   } catch (err) {
     return { name, ok: false, error: String(err?.stack ?? err), ms: Date.now() - started };
@@ -111,7 +145,9 @@ try {
   const address = server.address();
   await page.goto(`http://127.0.0.1:${address.port}/suite.html?hub=${encodeURIComponent(url)}`);
   const results = await page.waitForFunction(() => window.__results, { timeout: RUN_LIMIT_MS - 10_000 }).then((h) => h.jsonValue());
+  await buildExamples();
   results.push(await chatExample(address.port));
+  for (const framework of ["react", "vue"]) results.push(await frameworkExample(address.port, framework));
   for (const { name, ok, error, ms } of results) console.log(`${ok ? "ok  " : "FAIL"} ${name} (${ms} ms)${ok ? "" : `\n     ${error}`}`);
   const bad = results.filter((r) => !r.ok).length;
   console.log(`browser package: ${results.length - bad} passed, ${bad} failed`);

@@ -3,7 +3,7 @@
 
 import {
   Client, SacredError, TimeoutError, AbortError, ClientClosedError, UnauthorizedError, RefusedError,
-  ReplyError, InvalidError, DuplicateSubscriptionError, TooLargeError,
+  ReplyError, InvalidError, DuplicateSubscriptionError, TooLargeError, load,
 } from "/pkg/index.js";
 
 const hub = new URLSearchParams(location.search).get("hub");
@@ -223,12 +223,23 @@ test("the page's send buffer stays bounded (bufferedAmount)", async () => {
   await client.disconnect();
 });
 
-test("many connect/disconnect cycles", async () => {
-  for (let i = 0; i < 20; i++) {
+test("many connect/disconnect cycles: the WebAssembly memory stops growing", async () => {
+  const cycle = async () => {
     const client = await connected();
-    await client.subscribe("cycle");
+    const sub = await client.subscribe("cycle");
+    const publications = sub.publications();
+    await client.publish("cycle", { n: 1 });
+    await next(publications);
     await client.disconnect();
-  }
+  };
+  const { memory } = await load();
+  for (let i = 0; i < 30; i++) await cycle(); // the allocator's working set
+  const before = memory.buffer.byteLength;
+  for (let i = 0; i < 300; i++) await cycle();
+  const grown = memory.buffer.byteLength - before;
+  // A client that was not freed keeps its session and buffers (tens of KB):
+  // 300 of them would grow the memory by megabytes.
+  assert(grown <= 256 * 1024, `the memory grew by ${grown} bytes over 300 cycles`);
 });
 
 const results = [];

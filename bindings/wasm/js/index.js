@@ -199,6 +199,11 @@ function iterate(feeds, { signal } = {}) {
 
 const BATCH = 256;
 
+/** A batch from the WebAssembly side: an array, or its JSON text (cheaper to cross). */
+function items(batch) {
+  return typeof batch === "string" ? JSON.parse(batch) : batch;
+}
+
 // ---- subscription ---------------------------------------------------------
 
 /** One subscribed channel. Events: publication, join, leave, subscribed
@@ -229,7 +234,7 @@ export class Subscription extends Emitter {
     for (;;) {
       let batch;
       try {
-        batch = await this.#raw.nextBatch(BATCH);
+        batch = items(await this.#raw.nextBatch(BATCH));
       } catch (raw) {
         this.emit("error", { error: toError(raw) });
         break;
@@ -433,7 +438,7 @@ export class Client extends Emitter {
         this.#messages = reader;
         const pump = async () => {
           for (;;) {
-            const batch = await reader.nextBatch(BATCH);
+            const batch = items(await reader.nextBatch(BATCH));
             if (batch === null) break;
             for (const message of batch) {
               for (const feed of this.#messageFeeds) feed.push(message);

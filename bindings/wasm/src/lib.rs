@@ -6,7 +6,8 @@
 //! wasm-bindgen cannot express. This module's exports (`Raw*`) are internal.
 //!
 //! Every call returns a `Promise`. Streams hand over what waits as an array
-//! (`nextBatch`), `null` once they ended. Errors are plain objects
+//! (`nextBatch`), or as the JSON text of one when JSON carries every item
+//! exactly (much cheaper to cross; see `json.rs`), `null` once they ended. Errors are plain objects
 //! `{kind, message, code, temporary}` that the JavaScript layer turns into
 //! its classes, so `instanceof` sees one class per kind whichever module
 //! instance raised it.
@@ -15,6 +16,8 @@
 mod client;
 #[cfg(target_arch = "wasm32")]
 mod error;
+#[cfg(target_arch = "wasm32")]
+mod json;
 #[cfg(target_arch = "wasm32")]
 mod stream;
 #[cfg(target_arch = "wasm32")]

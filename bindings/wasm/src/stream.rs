@@ -13,7 +13,7 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::{error, value};
+use crate::{error, json, value};
 
 /// A plain object from key-value pairs.
 pub(crate) fn object(entries: &[(&str, JsValue)]) -> JsValue {
@@ -66,6 +66,37 @@ pub(crate) trait Source: 'static {
     fn try_recv(&mut self) -> Option<Self::Item>;
     /// The item as JavaScript, or `None` to leave it out.
     fn to_js(item: Self::Item) -> Option<JsValue>;
+    /// Appends the item's JSON to `out` if `JSON.parse` reads it back as
+    /// `to_js` builds it; false sends the batch down the object path.
+    fn to_json(_item: &Self::Item, _out: &mut Vec<u8>) -> bool {
+        false
+    }
+}
+
+/// A batch for JavaScript: one JSON text if every item has one (see
+/// `json.rs`), else an array of objects.
+fn batch<S: Source>(items: Vec<S::Item>) -> JsValue {
+    let mut out = Vec::with_capacity(256 * items.len());
+    out.push(b'[');
+    for (n, item) in items.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        if !S::to_json(item, &mut out) {
+            return objects::<S>(items);
+        }
+    }
+    out.push(b']');
+    // serde_json writes UTF-8.
+    JsValue::from_str(std::str::from_utf8(&out).unwrap_or("[]"))
+}
+
+fn objects<S: Source>(items: Vec<S::Item>) -> JsValue {
+    let batch = Array::new();
+    for item in items.into_iter().filter_map(S::to_js) {
+        batch.push(&item);
+    }
+    batch.into()
 }
 
 /// One stream shared by a JavaScript object; `stop` ends every read.
@@ -101,19 +132,12 @@ impl<S: Source> Shared<S> {
                 *source = None;
                 return Ok(JsValue::NULL);
             };
-            let batch = Array::new();
-            let mut taken = 1;
-            if let Some(item) = S::to_js(first) {
-                batch.push(&item);
-            }
-            while taken < max {
+            let mut items = vec![first];
+            while items.len() < max {
                 let Some(item) = stream.try_recv() else { break };
-                taken += 1;
-                if let Some(item) = S::to_js(item) {
-                    batch.push(&item);
-                }
+                items.push(item);
             }
-            Ok(batch.into())
+            Ok(batch::<S>(items))
         })
     }
 
@@ -137,6 +161,13 @@ impl Source for sacred_client::Subscription {
 
     fn try_recv(&mut self) -> Option<SubscriptionEvent> {
         sacred_client::Subscription::try_recv(self)
+    }
+
+    fn to_json(event: &SubscriptionEvent, out: &mut Vec<u8>) -> bool {
+        match event {
+            SubscriptionEvent::Publication(p) => json::publication(p, out),
+            _ => false,
+        }
     }
 
     fn to_js(event: SubscriptionEvent) -> Option<JsValue> {
@@ -171,6 +202,13 @@ impl Source for sacred_client::Messages {
 
     fn try_recv(&mut self) -> Option<MessageEvent> {
         sacred_client::Messages::try_recv(self)
+    }
+
+    fn to_json(event: &MessageEvent, out: &mut Vec<u8>) -> bool {
+        match event {
+            MessageEvent::Message(message) => json::message(message, out),
+            _ => false,
+        }
     }
 
     fn to_js(event: MessageEvent) -> Option<JsValue> {

@@ -69,6 +69,10 @@ for (const codec of ["json", "msgpack"]) {
     for (const value of values) equal((await next(publications)).data, value, "round trip");
     await client.publish("values", 2n ** 63n);
     equal((await next(publications)).data, 2n ** 63n, "a u64 beyond 2^53 arrives as a bigint");
+    // A batch that JSON cannot carry exactly (here a bigint among numbers)
+    // crosses as objects, whole and in order.
+    await Promise.all([client.publish("values", 1), client.publish("values", 2n ** 60n), client.publish("values", 3)]);
+    equal([(await next(publications)).data, (await next(publications)).data, (await next(publications)).data], [1, 2n ** 60n, 3], "a mixed batch");
     await client.publish("values", { raw: new Uint8Array([0, 255, 98]) });
     const bytes = (await next(publications)).data.raw;
     if (codec === "msgpack") assert(bytes instanceof Uint8Array && bytes.length === 3 && bytes[1] === 255, "bytes kept");

@@ -2,7 +2,10 @@
 //! front) loads the client from the hub it talks to: the files of a
 //! directory (the built `@sacred/client`, `scripts/wasm-package.sh`) under
 //! `/client/v{VERSION}/`, read once at start, with long-lived cache headers
-//! (the path changes with every version) and an ETag. Off unless asked for.
+//! (the path changes with every version) and an ETag. The files are public,
+//! so any origin may load them (`Access-Control-Allow-Origin: *`): a page on
+//! another origin imports the module and fetches its `.wasm` in CORS mode.
+//! Off unless asked for.
 //!
 //! ```no_run
 //! # fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -123,6 +126,14 @@ fn serve(files: &HashMap<String, File>, name: &str, headers: &HeaderMap) -> Resp
     let set = response.headers_mut();
     set.insert(header::ETAG, file.etag.clone());
     set.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE));
+    set.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    set.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if !fresh {
         set.insert(
             header::CONTENT_TYPE,

@@ -57,6 +57,12 @@ async fn the_package_is_served_with_cache_headers_and_an_etag() {
         header(&js, "cache-control"),
         Some("public, max-age=31536000, immutable")
     );
+    assert_eq!(
+        header(&js, "access-control-allow-origin"),
+        Some("*"),
+        "a page on another origin may import it"
+    );
+    assert_eq!(header(&js, "x-content-type-options"), Some("nosniff"));
     assert!(js.ends_with("export const hello = 1;\n"));
     let etag = header(&js, "etag").expect("an etag").to_owned();
 

@@ -110,6 +110,8 @@ export interface SubscriptionEvents {
   publication: Publication;
   join: { type: "join"; peer: Peer };
   leave: { type: "leave"; peer: Peer };
+  /** The connection dropped; the subscription resubscribes once it is back. */
+  subscribing: { type: "subscribing"; code: number; reason: string };
   subscribed: { type: "subscribed"; recovered: boolean };
   unsubscribed: { type: "unsubscribed"; code: number; reason: string };
   lagged: Lagged;
@@ -124,7 +126,7 @@ declare class Emitter<Events> {
 
 export class Subscription extends Emitter<SubscriptionEvents> {
   readonly channel: string;
-  readonly state: "subscribed" | "unsubscribed";
+  readonly state: "subscribed" | "subscribing" | "unsubscribed";
   /** `recovered` of the last resubscription; `undefined` before one. */
   recovered: boolean | undefined;
   publications(options?: { signal?: AbortSignal }): AsyncIterableIterator<Publication>;

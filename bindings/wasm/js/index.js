@@ -206,8 +206,9 @@ function items(batch) {
 
 // ---- subscription ---------------------------------------------------------
 
-/** One subscribed channel. Events: publication, join, leave, subscribed
- * ({recovered}), unsubscribed ({code, reason}), lagged ({skipped}), error. */
+/** One subscribed channel. Events: publication, join, leave, subscribing
+ * ({code, reason}: the connection dropped, it resubscribes once back),
+ * subscribed ({recovered}), unsubscribed ({code, reason}), lagged ({skipped}), error. */
 export class Subscription extends Emitter {
   #raw;
   #client;
@@ -225,7 +226,7 @@ export class Subscription extends Emitter {
     this.#pump();
   }
 
-  /** "subscribed" or "unsubscribed". */
+  /** "subscribed", "subscribing" (resubscribing after a reconnect) or "unsubscribed". */
   get state() {
     return this.#state;
   }
@@ -245,11 +246,19 @@ export class Subscription extends Emitter {
           for (const feed of this.#feeds) feed.push(event);
         } else if (event.type === "subscribed") {
           this.recovered = event.recovered;
+          if (this.#state === "subscribing") this.#state = "subscribed";
         }
         this.emit(event.type, event);
       }
     }
     this.#end();
+  }
+
+  /** @internal The connection dropped and will come back: this subscription resubscribes then. */
+  _resubscribing({ code, reason }) {
+    if (this.#state !== "subscribed") return;
+    this.#state = "subscribing";
+    this.emit("subscribing", { type: "subscribing", code, reason });
   }
 
   #end() {
@@ -368,6 +377,9 @@ export class Client extends Emitter {
       for (const event of batch) {
         if (event.type === "error") event.error = toError(event.error);
         this.emit(event.type, event);
+        if (event.type === "disconnected" && event.reconnect) {
+          for (const subscription of this.#subscriptions.values()) subscription._resubscribing(event);
+        }
       }
     }
     // Closed: nothing of this client runs any more; free its Rust memory.

@@ -53,8 +53,8 @@ export function useSacred(url, options) {
 /**
  * The publications of `channel` (the last `keep`, oldest first) while the
  * component is mounted: `{ publications, subscription, state, error }`.
- * `state` is "idle" (no client yet), "subscribing", "subscribed",
- * "unsubscribed" or "error".
+ * `state` is "idle" (no client yet), "subscribing" (also while
+ * resubscribing after a reconnect), "subscribed", "unsubscribed" or "error".
  */
 export function useSubscription(client, channel, { keep = 100, joinLeave = false } = {}) {
   const [publications, setPublications] = useState([]);
@@ -74,12 +74,13 @@ export function useSubscription(client, channel, { keep = 100, joinLeave = false
     let live = true;
     let current = null;
     const onPublication = (publication) => setPublications((list) => [...list, publication].slice(-keep));
+    const onSubscribing = () => setState("subscribing");
     const onSubscribed = () => setState("subscribed");
     const onUnsubscribed = () => setState("unsubscribed");
     held.subscription.then((found) => {
       if (!live) return;
       current = found;
-      found.on("publication", onPublication).on("subscribed", onSubscribed).on("unsubscribed", onUnsubscribed);
+      found.on("publication", onPublication).on("subscribing", onSubscribing).on("subscribed", onSubscribed).on("unsubscribed", onUnsubscribed);
       setSubscription(found);
       setState(found.state);
     }, (err) => {
@@ -89,7 +90,7 @@ export function useSubscription(client, channel, { keep = 100, joinLeave = false
     });
     return () => {
       live = false;
-      current?.off("publication", onPublication).off("subscribed", onSubscribed).off("unsubscribed", onUnsubscribed);
+      current?.off("publication", onPublication).off("subscribing", onSubscribing).off("subscribed", onSubscribed).off("unsubscribed", onUnsubscribed);
       held.release();
     };
   }, [client, channel, keep, joinLeave]);

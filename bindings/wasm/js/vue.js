@@ -43,7 +43,8 @@ export function useSacred(url, options) {
  * The publications of `channel` (the last `keep`, oldest first) for the
  * current scope: refs `{ publications, subscription, state, error }`.
  * `client` and `channel` may be values, refs or getters; `state` is "idle"
- * (no client), "subscribing", "subscribed", "unsubscribed" or "error".
+ * (no client), "subscribing" (also while resubscribing after a reconnect),
+ * "subscribed", "unsubscribed" or "error".
  */
 export function useSubscription(client, channel, { keep = 100, joinLeave = false } = {}) {
   const publications = shallowRef([]);
@@ -63,12 +64,13 @@ export function useSubscription(client, channel, { keep = 100, joinLeave = false
     let live = true;
     let current = null;
     const onPublication = (publication) => { publications.value = [...publications.value, publication].slice(-keep); };
+    const onSubscribing = () => { state.value = "subscribing"; };
     const onSubscribed = () => { state.value = "subscribed"; };
     const onUnsubscribed = () => { state.value = "unsubscribed"; };
     held.subscription.then((found) => {
       if (!live) return;
       current = found;
-      found.on("publication", onPublication).on("subscribed", onSubscribed).on("unsubscribed", onUnsubscribed);
+      found.on("publication", onPublication).on("subscribing", onSubscribing).on("subscribed", onSubscribed).on("unsubscribed", onUnsubscribed);
       subscription.value = found;
       state.value = found.state;
     }, (err) => {
@@ -78,7 +80,7 @@ export function useSubscription(client, channel, { keep = 100, joinLeave = false
     });
     onCleanup(() => {
       live = false;
-      current?.off("publication", onPublication).off("subscribed", onSubscribed).off("unsubscribed", onUnsubscribed);
+      current?.off("publication", onPublication).off("subscribing", onSubscribing).off("subscribed", onSubscribed).off("unsubscribed", onUnsubscribed);
       held.release();
     });
   }, { immediate: true });

@@ -163,7 +163,9 @@ test("a kick: disconnected with its code, reconnected, everything recovered in o
   reader.on("disconnected", (e) => events.push(`disconnected ${e.code}`)).on("connected", () => events.push("connected"));
   const sub = await reader.subscribe("stream");
   const recovered = [];
-  sub.on("subscribed", (e) => recovered.push(e.recovered));
+  const lifecycle = [];
+  sub.on("subscribing", (e) => lifecycle.push(`subscribing ${e.code} ${sub.state}`));
+  sub.on("subscribed", (e) => { recovered.push(e.recovered); lifecycle.push(`subscribed ${sub.state}`); });
   const publications = sub.publications();
   for (let n = 0; n < 20; n++) await writer.publish("stream", n);
   equal(await writer.rpc("test.kick", { channel: "stream" }), 1, "kicked one");
@@ -173,6 +175,7 @@ test("a kick: disconnected with its code, reconnected, everything recovered in o
   equal(got, [...Array(40).keys()], "in order, nothing lost or repeated");
   await within(WAIT, new Promise((ok) => { const t = setInterval(() => { if (recovered.length) { clearInterval(t); ok(); } }, 10); }), "the resubscription");
   equal(recovered, [true], "recovered");
+  equal(lifecycle, ["subscribing 3006 subscribing", "subscribed subscribed"], "the subscription's events");
   assert(events[0] === "disconnected 3006" && events.includes("connected"), events.join(", "));
   await reader.disconnect();
   await writer.disconnect();

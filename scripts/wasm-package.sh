@@ -13,7 +13,7 @@ cargo build --profile wasm-release --locked -q -p sacred-client-wasm --target wa
 rm -rf "$out" && mkdir -p "$out"
 wasm-bindgen --target web --out-dir "$out" --out-name sacred_client_wasm \
   target/wasm32-unknown-unknown/wasm-release/sacred_client_wasm.wasm
-"$tools/node_modules/.bin/wasm-opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+"$tools/node_modules/.bin/wasm-opt" -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int \
   --enable-sign-ext --enable-mutable-globals \
   -o "$out/sacred_client_wasm_bg.wasm" "$out/sacred_client_wasm_bg.wasm"
 cp bindings/wasm/js/*.js bindings/wasm/js/*.d.ts bindings/wasm/package.json bindings/wasm/README.md "$out/"

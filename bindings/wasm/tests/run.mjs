@@ -9,7 +9,7 @@
 
 import { spawn, execFileSync } from "node:child_process";
 import { createServer } from "node:http";
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { extname, join, normalize, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { createRequire } from "node:module";
@@ -120,6 +120,46 @@ async function frameworkExample(port, framework) {
   }
 }
 
+// The README's browser snippet, as written, in a page the real sacred-server
+// serves beside the package (--client-dir).
+async function readmeExample() {
+  const started = Date.now();
+  const name = "README.md: the browser snippet, served by sacred-server --client-dir";
+  let server;
+  try {
+    const readme = await readFile(join(root, "README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("## Use it from a browser page"));
+    const snippet = /```html\n([\s\S]*?)```/.exec(section)?.[1];
+    if (!snippet) throw new Error("no html block in the README's browser section");
+    await writeFile(join(root, "target/wasm-package/hello.html"), snippet);
+    server = spawn(join(root, "target/debug/sacred-server"), ["--bind", "127.0.0.1:0", "--log-format", "json", "--client-dir", join(root, "target/wasm-package")], { stdio: ["ignore", "pipe", "inherit"] });
+    const address = await new Promise((resolvePromise, reject) => {
+      const timer = setTimeout(() => reject(new Error("sacred-server printed no address within 20 s")), 20_000);
+      const lines = createInterface({ input: server.stdout });
+      lines.on("line", (line) => {
+        const found = /"address":"([^"]+)"/.exec(line);
+        if (found) { clearTimeout(timer); resolvePromise(found[1]); }
+      });
+      server.once("exit", (code) => reject(new Error(`sacred-server exited with ${code}`)));
+    });
+    const page = await browser.newPage();
+    page.on("pageerror", (err) => console.log(`  hello error: ${err.message}`));
+    await page.goto(`http://${address}/client/v0.1.0/hello.html`, { timeout: 20_000 });
+    await page.waitForFunction(() => document.body?.textContent.includes("page: hello"), { timeout: 10_000 });
+    await page.close();
+    return { name, ok: true, ms: Date.now() - started };
+  } catch (err) {
+    return { name, ok: false, error: String(err?.stack ?? err), ms: Date.now() - started };
+  } finally {
+    // Its drain logs a line or two: wait, so they find the pipe still open.
+    if (server && server.exitCode === null && server.signalCode === null) {
+      const exited = new Promise((resolvePromise) => server.once("exit", resolvePromise));
+      server.kill();
+      await exited;
+    }
+  }
+}
+
 const chromium = execFileSync("sh", ["-c", "command -v chromium || command -v chromium-browser"]).toString().trim();
 const { hub, url } = await startHub();
 const server = await serve();
@@ -148,6 +188,7 @@ try {
   await buildExamples();
   results.push(await chatExample(address.port));
   for (const framework of ["react", "vue"]) results.push(await frameworkExample(address.port, framework));
+  results.push(await readmeExample());
   for (const { name, ok, error, ms } of results) console.log(`${ok ? "ok  " : "FAIL"} ${name} (${ms} ms)${ok ? "" : `\n     ${error}`}`);
   const bad = results.filter((r) => !r.ok).length;
   console.log(`browser package: ${results.length - bad} passed, ${bad} failed`);

@@ -11,13 +11,15 @@ use axum::Router;
 use sacred_proto::{Limits, Value, validate_channel};
 
 use crate::auth::{Authenticator, StaticKeys};
-use crate::history::{HistoryStore, MemoryHistory};
+use crate::broker::{Broker, MemoryBroker};
+use crate::history::HistoryStore;
 use crate::hooks::{
     ClientContext, DisconnectContext, Hooks, PublishContext, Refusal, SendContext,
     SubscribeContext, erase,
 };
 use crate::hub::Hub;
 use crate::options::{ApiKey, HubOptions, NamespaceOptions};
+use crate::presence::{MemoryPresence, PresenceStore};
 use crate::rpc::{RpcContext, RpcError, RpcHandler};
 
 /// Builds a [`Hub`]. Setters take and return the builder; invalid settings are
@@ -25,13 +27,18 @@ use crate::rpc::{RpcContext, RpcError, RpcHandler};
 ///
 /// Unless [`HubBuilder::authenticator`] sets one, the built-in [`StaticKeys`]
 /// authenticator is used with the options' API keys and anonymous switch.
-/// Unless [`HubBuilder::history_store`] sets one, history lives in memory.
+/// Unless [`HubBuilder::broker`] sets one, the hub is one node with the
+/// in-process [`MemoryBroker`], whose streams live in memory (or in the store
+/// [`HubBuilder::history_store`] gives); presence lives in memory unless
+/// [`HubBuilder::presence_store`] sets a store.
 #[derive(Default)]
 #[must_use]
 pub struct HubBuilder {
     options: HubOptions,
     auth: Option<Arc<dyn Authenticator>>,
     history: Option<Arc<dyn HistoryStore>>,
+    broker: Option<Arc<dyn Broker>>,
+    presence: Option<Arc<dyn PresenceStore>>,
     rpc: HashMap<String, RpcHandler>,
     hooks: Hooks,
 }
@@ -115,9 +122,24 @@ impl HubBuilder {
         self
     }
 
-    /// Replaces the in-memory history store.
+    /// Replaces the in-memory history store of the in-process broker
+    /// (ignored when [`HubBuilder::broker`] sets a broker, which keeps its
+    /// own streams).
     pub fn history_store(mut self, store: impl HistoryStore) -> Self {
         self.history = Some(Arc::new(store));
+        self
+    }
+
+    /// Replaces the in-process broker: how publications reach other nodes
+    /// and where streams live (see [`Broker`]).
+    pub fn broker(mut self, broker: impl Broker) -> Self {
+        self.broker = Some(Arc::new(broker));
+        self
+    }
+
+    /// Replaces the in-memory presence store (see [`PresenceStore`]).
+    pub fn presence_store(mut self, store: impl PresenceStore) -> Self {
+        self.presence = Some(Arc::new(store));
         self
     }
 
@@ -255,10 +277,15 @@ impl HubBuilder {
                 options.allow_anonymous,
             ))
         });
-        let history = self
-            .history
-            .unwrap_or_else(|| Arc::new(MemoryHistory::new()));
-        let hub = Hub::new(options, auth, history, self.rpc, self.hooks);
+        let broker = match (self.broker, self.history) {
+            (Some(broker), _) => broker,
+            (None, Some(history)) => Arc::new(MemoryBroker::with_shared(history)),
+            (None, None) => Arc::new(MemoryBroker::default()),
+        };
+        let presence = self
+            .presence
+            .unwrap_or_else(|| Arc::new(MemoryPresence::new()));
+        let hub = Hub::new(options, auth, broker, presence, self.rpc, self.hooks);
         Ok((crate::router::router(hub.clone()), hub))
     }
 }

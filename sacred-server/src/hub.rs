@@ -1,25 +1,28 @@
-//! `Hub`: the handle host code programs against, and the state every
-//! connection shares: who is connected, who is in which channel, history.
+//! `Hub`: the handle host code programs against, and what every connection
+//! shares: the node (this process's clients and channel members), the broker
+//! (publications across nodes, streams) and the presence store.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use dashmap::DashMap;
 use sacred_proto::{
-    Codec, DirectMessage, DisconnectCode, EncodeError, ErrorCode, HistoryReply, HistoryRequest,
-    Join, Leave, Migrate, Peer, Publication, PublishReply, ReplyError, ServerMessage,
-    SubscribeReply, SubscribeRequest, Value, channel_namespace,
+    DirectMessage, DisconnectCode, ErrorCode, HistoryReply, HistoryRequest, Migrate, Peer,
+    Publication, PublishReply, ReplyError, ServerMessage, SubscribeReply, SubscribeRequest, Value,
+    channel_namespace,
 };
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Notify;
 
 use crate::auth::Authenticator;
+use crate::broker::{Broker, BrokerError};
 use crate::builder::HubBuilder;
-use crate::history::{HistoryError, HistoryStore, Query, Retention};
+use crate::history::{Query, Retention};
 use crate::hooks::{ChannelUse, Hooks, PublishContext, SendContext, SubscribeContext};
+use crate::node::{Client, Node, Refused};
 use crate::options::{Access, HubOptions, NamespaceOptions};
-use crate::outbound::{self, Outbound};
+use crate::outbound::Outbound;
+use crate::presence::PresenceStore;
 use crate::rpc::RpcHandler;
 use crate::time::now_ms;
 
@@ -33,55 +36,16 @@ pub struct Hub {
 pub(crate) struct HubInner {
     pub(crate) options: HubOptions,
     pub(crate) auth: Arc<dyn Authenticator>,
-    pub(crate) history: Arc<dyn HistoryStore>,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) presence: Arc<dyn PresenceStore>,
     pub(crate) rpc: HashMap<String, RpcHandler>,
     pub(crate) hooks: Hooks,
-    /// Connected clients by client id.
-    clients: DashMap<String, Client>,
-    /// Channels with subscribers (or a publish in progress), by name.
-    channels: DashMap<String, Arc<Channel>>,
+    /// This process's clients and channel members; the broker delivers to it.
+    node: Arc<Node>,
     /// False once shutdown began: `/ready` fails and upgrades are refused.
     ready: AtomicBool,
     /// Woken whenever a client leaves, so shutdown can wait for the drain.
     client_left: Notify,
-}
-
-/// A connected client, as the hub reaches it.
-struct Client {
-    peer: Peer,
-    outbound: Outbound,
-}
-
-/// One channel: its members, behind a lock that orders everything that
-/// touches the channel (publish, subscribe with recovery, unsubscribe).
-struct Channel {
-    members: Mutex<Members>,
-}
-
-#[derive(Default)]
-struct Members {
-    by_client: HashMap<String, Member>,
-    /// Set when the channel left the map; whoever holds a stale `Arc` retries.
-    removed: bool,
-}
-
-struct Member {
-    peer: Peer,
-    outbound: Outbound,
-    join_leave: bool,
-}
-
-impl Members {
-    /// Sends a `join` or `leave` push to the members that opted in.
-    fn tell_watchers(&self, push: &ServerMessage) {
-        fan_out(
-            self.by_client
-                .values()
-                .filter(|m| m.join_leave)
-                .map(|m| &m.outbound),
-            |codec| codec.encode(push),
-        );
-    }
 }
 
 /// Why host code could not publish.
@@ -90,7 +54,8 @@ impl Members {
 pub struct PublishError(pub(crate) ReplyError);
 
 impl PublishError {
-    /// The error code: 102 (unknown namespace) or 100 (the history store failed).
+    /// The error code: 102 (unknown namespace) or 100 (the broker or its
+    /// history store failed; temporary).
     pub fn code(&self) -> ErrorCode {
         self.0.error_code()
     }
@@ -115,18 +80,21 @@ impl Hub {
     pub(crate) fn new(
         options: HubOptions,
         auth: Arc<dyn Authenticator>,
-        history: Arc<dyn HistoryStore>,
+        broker: Arc<dyn Broker>,
+        presence: Arc<dyn PresenceStore>,
         rpc: HashMap<String, RpcHandler>,
         hooks: Hooks,
     ) -> Hub {
+        let node = Arc::new(Node::default());
+        broker.attach(Arc::clone(&node) as _);
         let inner = HubInner {
             options,
             auth,
-            history,
+            broker,
+            presence,
             rpc,
             hooks,
-            clients: DashMap::new(),
-            channels: DashMap::new(),
+            node,
             ready: AtomicBool::new(true),
             client_left: Notify::new(),
         };
@@ -150,18 +118,27 @@ impl Hub {
             .map_err(|_| SendError(client.to_owned()))
     }
 
-    /// Everyone subscribed to `channel` now.
+    /// Everyone subscribed to `channel` now, on every node, in a namespace
+    /// with presence (this node's subscribers where presence is off, or
+    /// should the presence store fail).
     pub async fn presence(&self, channel: &str) -> Vec<Peer> {
-        let Some(channel) = self.inner.channels.get(channel).map(|c| Arc::clone(&c)) else {
-            return Vec::new();
-        };
-        let members = channel.members.lock().await;
-        members.by_client.values().map(|m| m.peer.clone()).collect()
+        if self
+            .namespace(channel)
+            .is_ok_and(|options| options.presence)
+        {
+            match self.inner.presence.list(channel).await {
+                Ok(peers) => return peers,
+                Err(err) => {
+                    tracing::warn!(channel, err = %ErrorChain(&err), "presence store failed")
+                }
+            }
+        }
+        self.inner.node.local_members(channel)
     }
 
     /// Disconnects a client with `code`; false if it is not connected.
     pub fn disconnect(&self, client: &str, code: DisconnectCode) -> bool {
-        match self.inner.clients.get(client) {
+        match self.inner.node.clients.get(client) {
             Some(entry) => {
                 entry.outbound.close(code);
                 true
@@ -172,13 +149,13 @@ impl Hub {
 
     /// How many clients are connected.
     pub fn connections(&self) -> usize {
-        self.inner.clients.len()
+        self.inner.node.clients.len()
     }
 
     /// How many channels have subscribers on this node now. A channel
     /// without subscribers takes no memory in the hub.
     pub fn channels(&self) -> usize {
-        self.inner.channels.len()
+        self.inner.node.channel_count()
     }
 
     /// Whether the hub accepts connections (false once shutdown began).
@@ -196,24 +173,24 @@ impl Hub {
         }
         let drain = self.inner.options.drain;
         let advice = ServerMessage::push(Migrate::new(None, now_ms() + drain.as_millis() as u64));
-        for client in self.inner.clients.iter() {
+        for client in self.inner.node.clients.iter() {
             client.outbound.send_message(&advice);
         }
         let everyone_left = async {
             loop {
                 let left = self.inner.client_left.notified();
-                if self.inner.clients.is_empty() {
+                if self.inner.node.clients.is_empty() {
                     return;
                 }
                 left.await;
             }
         };
         let _ = tokio::time::timeout(drain, everyone_left).await;
-        for client in self.inner.clients.iter() {
+        for client in self.inner.node.clients.iter() {
             client.outbound.close(DisconnectCode::SHUTDOWN);
         }
         tracing::info!(
-            remaining = self.inner.clients.len(),
+            remaining = self.inner.node.clients.len(),
             "drain over; remaining clients closed with 3001"
         );
     }
@@ -241,33 +218,12 @@ impl Hub {
             peer: peer.clone(),
             outbound,
         };
-        self.inner.clients.insert(peer.id.clone(), client);
+        self.inner.node.clients.insert(peer.id.clone(), client);
     }
 
     pub(crate) fn unregister(&self, client: &str) {
-        self.inner.clients.remove(client);
+        self.inner.node.clients.remove(client);
         self.inner.client_left.notify_waiters();
-    }
-
-    /// The live channel named `name`, created if needed.
-    fn channel(&self, name: &str) -> Arc<Channel> {
-        if let Some(channel) = self.inner.channels.get(name) {
-            return Arc::clone(&channel);
-        }
-        let entry = self.inner.channels.entry(name.to_owned());
-        Arc::clone(&entry.or_insert_with(|| {
-            Arc::new(Channel {
-                members: Mutex::new(Members::default()),
-            })
-        }))
-    }
-
-    /// Drops a channel that has no members left (its lock is held).
-    fn forget_if_empty(&self, name: &str, members: &mut Members) {
-        if members.by_client.is_empty() && !members.removed {
-            members.removed = true;
-            self.inner.channels.remove(name);
-        }
     }
 
     /// Checks that `peer` may use `channel` for `purpose`: the namespace
@@ -329,42 +285,26 @@ impl Hub {
     ) -> Result<PublishReply, ReplyError> {
         let mut publication = Publication::new(channel, data, now_ms());
         publication.from = from;
-        loop {
-            let live = self.channel(channel);
-            let mut members = live.members.lock().await;
-            if members.removed {
-                continue;
-            }
-            let mut reply = PublishReply::default();
-            let publication = if options.history_size > 0 {
-                let retention = Retention::new(options.history_size, options.history_ttl);
-                let stored = self
-                    .inner
-                    .history
-                    .append(channel, publication, retention)
-                    .await
-                    .map_err(store_error)?;
-                reply.offset = stored.offset;
-                reply.epoch.clone_from(&stored.epoch);
-                stored
-            } else {
-                Arc::new(publication)
-            };
-            let congested = fan_out(members.by_client.values().map(|m| &m.outbound), |codec| {
-                codec.encode_publication(&publication)
-            });
-            self.forget_if_empty(channel, &mut members);
-            drop(members);
-            // Flow control: the publisher (and what it sends next) waits for
-            // subscribers that fall behind, so none is cut off for merely
-            // being slower than it.
-            for outbound in congested {
-                outbound
-                    .drain(self.inner.options.slow_consumer_patience)
-                    .await;
-            }
-            return Ok(reply);
+        let retention = (options.history_size > 0)
+            .then(|| Retention::new(options.history_size, options.history_ttl));
+        let stored = self
+            .inner
+            .broker
+            .publish(channel, publication, retention)
+            .await
+            .map_err(broker_error)?;
+        let mut reply = PublishReply::default();
+        reply.offset = stored.offset;
+        reply.epoch.clone_from(&stored.epoch);
+        // Flow control: the publisher (and what it sends next) waits for
+        // subscribers here that fall behind, so none is cut off for merely
+        // being slower than it.
+        for outbound in self.inner.node.take_congested(channel) {
+            outbound
+                .drain(self.inner.options.slow_consumer_patience)
+                .await;
         }
+        Ok(reply)
     }
 
     /// Sends a client's direct message, if the host allows it.
@@ -377,6 +317,7 @@ impl Hub {
         if self.inner.hooks.send.is_some() {
             let recipient = self
                 .inner
+                .node
                 .clients
                 .get(to)
                 .map(|client| client.peer.clone())
@@ -395,6 +336,7 @@ impl Hub {
     fn deliver(&self, from: Option<Peer>, to: &str, data: Value) -> Result<(), ReplyError> {
         let client = self
             .inner
+            .node
             .clients
             .get(to)
             .ok_or_else(|| ReplyError::from(ErrorCode::CLIENT_NOT_FOUND))?;
@@ -406,6 +348,11 @@ impl Hub {
 
     /// Subscribes `peer` and returns the reply; the caller holds its outbound
     /// (see `Outbound::hold`) so that the reply precedes live publications.
+    ///
+    /// The member is registered first, with its deliveries buffered, then the
+    /// broker is told (if it is the channel's first here) and the stream
+    /// position read: what was published meanwhile is either in the reply
+    /// or follows it, once (see `node.rs`).
     pub(crate) async fn subscribe(
         &self,
         peer: &Peer,
@@ -415,38 +362,43 @@ impl Hub {
         let options = self
             .may_use(peer, &request.channel, ChannelUse::Subscribe)
             .await?;
-        loop {
-            let live = self.channel(&request.channel);
-            let mut members = live.members.lock().await;
-            if members.removed {
-                continue;
-            }
-            if members.by_client.contains_key(&peer.id) {
-                return Err(ErrorCode::ALREADY_SUBSCRIBED.into());
-            }
-            let reply = match self
-                .position_and_recovery(&request.channel, options, request)
+        let channel = request.channel.as_str();
+        let node = &self.inner.node;
+        let broker = &*self.inner.broker;
+        let join_leave = request.join_leave && options.join_leave;
+        let buffered = options.history_size > 0;
+        let live = node
+            .add_member(channel, peer, outbound, join_leave, buffered)
+            .map_err(|Refused::AlreadySubscribed| {
+                ReplyError::from(ErrorCode::ALREADY_SUBSCRIBED)
+            })?;
+        let positioned = async {
+            node.interest(&live, channel, broker)
                 .await
-            {
-                Ok(reply) => reply,
-                Err(err) => {
-                    self.forget_if_empty(&request.channel, &mut members);
-                    return Err(err);
+                .map_err(broker_error)?;
+            self.position_and_recovery(channel, options, request).await
+        };
+        let reply = match positioned.await {
+            Ok(reply) => reply,
+            Err(err) => {
+                if node.remove_member(channel, &peer.id).is_some() {
+                    node.release(&live, channel, broker).await;
                 }
-            };
-            let join_leave = request.join_leave && options.join_leave;
-            members.tell_watchers(&ServerMessage::push(Join::new(
-                request.channel.clone(),
-                peer.clone(),
-            )));
-            let member = Member {
-                peer: peer.clone(),
-                outbound: outbound.clone(),
-                join_leave,
-            };
-            members.by_client.insert(peer.id.clone(), member);
-            return Ok(reply);
+                return Err(err);
+            }
+        };
+        node.go_live(&live, &peer.id, reply.offset);
+        if options.join_leave
+            && let Err(err) = broker.join(channel, peer).await
+        {
+            tracing::warn!(channel, err = %ErrorChain(&err), "cannot announce a join");
         }
+        if options.presence
+            && let Err(err) = self.inner.presence.add(channel, peer).await
+        {
+            tracing::warn!(channel, err = %ErrorChain(&err), "cannot record presence");
+        }
+        Ok(reply)
     }
 
     /// The stream position for a new subscriber and, if it asked, the
@@ -461,7 +413,7 @@ impl Hub {
         if options.history_size == 0 {
             return Ok(reply);
         }
-        let history = &self.inner.history;
+        let broker = &self.inner.broker;
         let max = self.inner.options.max_recovered;
         let recovered = match &request.recover {
             Some(since) => {
@@ -470,10 +422,10 @@ impl Hub {
                     limit: Some(max + 1),
                     reverse: false,
                 };
-                match history.read(channel, query).await {
+                match broker.read(channel, query).await {
                     Ok(page) if page.publications.len() <= max => Some(page),
-                    Ok(_) | Err(HistoryError::Unrecoverable) => None,
-                    Err(err) => return Err(store_error(err)),
+                    Ok(_) | Err(BrokerError::Unrecoverable) => None,
+                    Err(err) => return Err(broker_error(err)),
                 }
             }
             None => None,
@@ -488,7 +440,7 @@ impl Hub {
                     limit: Some(0),
                     ..Query::default()
                 };
-                history.read(channel, query).await.map_err(store_error)?
+                broker.read(channel, query).await.map_err(broker_error)?
             }
         };
         reply.offset = Some(page.position.offset);
@@ -498,16 +450,22 @@ impl Hub {
     }
 
     pub(crate) async fn unsubscribe(&self, client: &str, channel: &str) -> Result<(), ReplyError> {
-        let Some(live) = self.inner.channels.get(channel).map(|c| Arc::clone(&c)) else {
-            return Err(ErrorCode::NOT_SUBSCRIBED.into());
-        };
-        let mut members = live.members.lock().await;
-        let member = members
-            .by_client
-            .remove(client)
+        let node = &self.inner.node;
+        let (live, peer) = node
+            .remove_member(channel, client)
             .ok_or_else(|| ReplyError::from(ErrorCode::NOT_SUBSCRIBED))?;
-        members.tell_watchers(&ServerMessage::push(Leave::new(channel, member.peer)));
-        self.forget_if_empty(channel, &mut members);
+        let options = self.namespace(channel).ok();
+        if options.is_some_and(|options| options.join_leave)
+            && let Err(err) = self.inner.broker.leave(channel, &peer).await
+        {
+            tracing::warn!(channel, err = %ErrorChain(&err), "cannot announce a leave");
+        }
+        if options.is_some_and(|options| options.presence)
+            && let Err(err) = self.inner.presence.remove(channel, client).await
+        {
+            tracing::warn!(channel, err = %ErrorChain(&err), "cannot remove presence");
+        }
+        node.release(&live, channel, &*self.inner.broker).await;
         Ok(())
     }
 
@@ -548,12 +506,12 @@ impl Hub {
         };
         let page = self
             .inner
-            .history
+            .broker
             .read(&request.channel, query)
             .await
             .map_err(|err| match err {
-                HistoryError::Unrecoverable => ErrorCode::UNRECOVERABLE_POSITION.into(),
-                err => store_error(err),
+                BrokerError::Unrecoverable => ErrorCode::UNRECOVERABLE_POSITION.into(),
+                err => broker_error(err),
             })?;
         let mut reply = HistoryReply::default();
         reply.offset = page.position.offset;
@@ -580,38 +538,12 @@ pub(crate) fn allowed(access: Access, peer: &Peer) -> Result<(), ReplyError> {
     }
 }
 
-/// Sends one push to many connections, encoding it once per codec; returns
-/// the connections whose queues are congested.
-fn fan_out<'a>(
-    targets: impl Iterator<Item = &'a Outbound>,
-    encode: impl Fn(Codec) -> Result<Vec<u8>, EncodeError>,
-) -> Vec<Outbound> {
-    let mut congested = Vec::new();
-    let mut encoded: [Option<outbound::Encoded>; 2] = [None, None];
-    for outbound in targets {
-        let codec = outbound.codec();
-        let slot = &mut encoded[usize::from(codec == Codec::MsgPack)];
-        if slot.is_none() {
-            match encode(codec) {
-                Ok(bytes) => *slot = Some(outbound::encoded(codec, bytes)),
-                Err(err) => {
-                    tracing::error!(%err, "cannot encode a push");
-                    return congested;
-                }
-            }
-        }
-        if let Some(message) = slot
-            && outbound.send(message)
-        {
-            congested.push(outbound.clone());
-        }
+fn broker_error(err: BrokerError) -> ReplyError {
+    tracing::warn!(err = %ErrorChain(&err), "broker failed");
+    match err {
+        BrokerError::Unrecoverable => ErrorCode::UNRECOVERABLE_POSITION.into(),
+        _ => ReplyError::new(ErrorCode::INTERNAL, "broker unavailable; retry later"),
     }
-    congested
-}
-
-fn store_error(err: HistoryError) -> ReplyError {
-    tracing::warn!(err = %ErrorChain(&err), "history store failed");
-    ReplyError::new(ErrorCode::INTERNAL, "history store failed")
 }
 
 /// Shows an error with its whole `source()` chain, for logs.
@@ -632,8 +564,8 @@ impl fmt::Display for ErrorChain<'_> {
 impl fmt::Debug for Hub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hub")
-            .field("connections", &self.inner.clients.len())
-            .field("channels", &self.inner.channels.len())
+            .field("connections", &self.inner.node.clients.len())
+            .field("channels", &self.inner.node.channel_count())
             .field("ready", &self.is_ready())
             .finish()
     }

@@ -64,6 +64,7 @@
 //!   authenticators see the peer's address.
 
 mod auth;
+mod broker;
 mod builder;
 mod client_files;
 mod connection;
@@ -71,8 +72,10 @@ mod history;
 mod hooks;
 mod hub;
 mod id;
+mod node;
 mod options;
 mod outbound;
+mod presence;
 mod router;
 mod rpc;
 mod time;
@@ -83,6 +86,7 @@ mod time;
 struct ReadmeDoctests;
 
 pub use auth::{AuthError, Authenticator, ConnectContext, Identity, StaticKeys};
+pub use broker::{Broker, BrokerError, BrokerEvents, MemoryBroker};
 pub use builder::{BuildError, HubBuilder};
 pub use client_files::ClientFiles;
 pub use history::{HistoryError, HistoryStore, MemoryHistory, Page, Query, Retention};
@@ -92,6 +96,7 @@ pub use hooks::{
 };
 pub use hub::{Hub, PublishError, SendError};
 pub use options::{Access, ApiKey, HubOptions, NamespaceOptions};
+pub use presence::{MemoryPresence, PresenceStore};
 pub use rpc::{RpcContext, RpcError};
 
 /// The protocol crate, for everything this crate's API does not re-export.

@@ -1,0 +1,100 @@
+//! `PresenceStore`: who is subscribed to which channel, across every node of
+//! a hub; `MemoryPresence` is one node's.
+
+use std::collections::HashMap;
+
+use dashmap::DashMap;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use sacred_proto::Peer;
+
+use crate::broker::BrokerError;
+
+/// Keeps each channel's present clients.
+///
+/// Contract: `add` records `peer` as present in `channel` (the hub calls it
+/// when a subscription in a namespace with presence succeeds) and `remove`
+/// forgets it (on unsubscribe and disconnect); `list` and `count` see every
+/// node's clients, each once. A store shared by several nodes must also
+/// forget the clients of a node that died, within a bounded time (entries
+/// that expire unless their node refreshes them).
+pub trait PresenceStore: Send + Sync + 'static {
+    /// Records `peer` as present in `channel`.
+    fn add<'a>(
+        &'a self,
+        channel: &'a str,
+        peer: &'a Peer,
+    ) -> BoxFuture<'a, Result<(), BrokerError>>;
+
+    /// Forgets client `client` in `channel`.
+    fn remove<'a>(
+        &'a self,
+        channel: &'a str,
+        client: &'a str,
+    ) -> BoxFuture<'a, Result<(), BrokerError>>;
+
+    /// Everyone present in `channel`.
+    fn list<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Vec<Peer>, BrokerError>>;
+
+    /// How many clients are present in `channel`.
+    fn count<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>>;
+}
+
+/// One node's presence, in memory: entries live exactly as long as their
+/// subscriptions.
+#[derive(Debug, Default)]
+pub struct MemoryPresence {
+    channels: DashMap<String, HashMap<String, Peer>>,
+}
+
+impl MemoryPresence {
+    /// An empty store.
+    pub fn new() -> MemoryPresence {
+        MemoryPresence::default()
+    }
+}
+
+impl PresenceStore for MemoryPresence {
+    fn add<'a>(
+        &'a self,
+        channel: &'a str,
+        peer: &'a Peer,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        self.channels
+            .entry(channel.to_owned())
+            .or_default()
+            .insert(peer.id.clone(), peer.clone());
+        std::future::ready(Ok(())).boxed()
+    }
+
+    fn remove<'a>(
+        &'a self,
+        channel: &'a str,
+        client: &'a str,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        if let Some(mut present) = self.channels.get_mut(channel) {
+            present.remove(client);
+        }
+        // A channel nobody is present in takes no memory.
+        self.channels
+            .remove_if(channel, |_, present| present.is_empty());
+        std::future::ready(Ok(())).boxed()
+    }
+
+    fn list<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Vec<Peer>, BrokerError>> {
+        let peers = self
+            .channels
+            .get(channel)
+            .map(|present| present.values().cloned().collect())
+            .unwrap_or_default();
+        std::future::ready(Ok(peers)).boxed()
+    }
+
+    fn count<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>> {
+        let count = self
+            .channels
+            .get(channel)
+            .map_or(0, |present| present.len());
+        std::future::ready(Ok(count)).boxed()
+    }
+}

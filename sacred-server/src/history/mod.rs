@@ -114,8 +114,10 @@ impl HistoryError {
 /// epoch its first publication will get, so a subscriber that joined before
 /// that publication continues seamlessly.
 ///
-/// The hub serialises appends and reads of one channel, so an implementation
-/// need not order concurrent calls for the same channel itself.
+/// The broker ([`MemoryBroker`](crate::MemoryBroker)) serialises the appends
+/// of one channel, so an implementation need not order concurrent appends
+/// for the same channel itself; a read may run while an append does, and
+/// must see the stream before or after it, never half of it.
 pub trait HistoryStore: Send + Sync + 'static {
     /// Stores `publication`, setting its `offset` and `epoch` (whatever they
     /// held), and returns it as stored: the hub sends that very publication

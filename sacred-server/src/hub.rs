@@ -98,9 +98,16 @@ impl Hub {
             ready: AtomicBool::new(true),
             client_left: Notify::new(),
         };
-        Hub {
-            inner: Arc::new(inner),
+        let inner = Arc::new(inner);
+        if let Some(every) = inner.presence.refresh_interval() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(refresh_presence(Arc::downgrade(&inner), every))),
+                Err(_) => tracing::warn!(
+                    "the hub was built outside a tokio runtime: presence entries will not be refreshed"
+                ),
+            }
         }
+        Hub { inner }
     }
 
     /// Publishes `data` to `channel` from host code (no publisher is named).
@@ -156,6 +163,12 @@ impl Hub {
     /// without subscribers takes no memory in the hub.
     pub fn channels(&self) -> usize {
         self.inner.node.channel_count()
+    }
+
+    /// Whether the broker can serve now (always, for the in-process one);
+    /// `/ready` answers 503 while it cannot.
+    pub fn broker_available(&self) -> bool {
+        self.inner.broker.is_available()
     }
 
     /// Whether the hub accepts connections (false once shutdown began).
@@ -535,6 +548,35 @@ pub(crate) fn allowed(access: Access, peer: &Peer) -> Result<(), ReplyError> {
             ErrorCode::PERMISSION_DENIED,
             "no client may do this in this namespace",
         )),
+    }
+}
+
+/// Re-adds this node's present clients every `every`, for a presence store
+/// whose entries expire; ends with the hub.
+async fn refresh_presence(hub: std::sync::Weak<HubInner>, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(inner) = hub.upgrade() else {
+            return;
+        };
+        for (channel, peers) in inner.node.all_members() {
+            let presence = inner
+                .options
+                .namespaces
+                .get(channel_namespace(&channel))
+                .is_some_and(|options| options.presence);
+            if !presence {
+                continue;
+            }
+            for peer in peers {
+                if let Err(err) = inner.presence.add(&channel, &peer).await {
+                    tracing::warn!(channel, err = %ErrorChain(&err), "cannot refresh presence");
+                }
+            }
+        }
     }
 }
 

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dashmap::DashMap;
-use sacred_proto::{Codec, EncodeError, Join, Leave, Peer, Publication, ServerMessage};
+use sacred_proto::{
+    Codec, DisconnectCode, EncodeError, Join, Leave, Peer, Publication, ServerMessage,
+};
 
 use crate::broker::{Broker, BrokerError, BrokerEvents};
 use crate::outbound::{self, Outbound};
@@ -227,6 +229,27 @@ impl Node {
         }
     }
 
+    /// Every channel with members here and their peers (presence refresh).
+    pub(crate) fn all_members(&self) -> Vec<(String, Vec<Peer>)> {
+        let every: Vec<(String, Arc<LocalChannel>)> = self
+            .channels
+            .iter()
+            .map(|c| (c.key().clone(), Arc::clone(c.value())))
+            .collect();
+        every
+            .into_iter()
+            .map(|(name, live)| {
+                let peers = live
+                    .members()
+                    .by_client
+                    .values()
+                    .map(|m| m.peer.clone())
+                    .collect();
+                (name, peers)
+            })
+            .collect()
+    }
+
     /// Everyone subscribed to `channel` on this node.
     pub(crate) fn local_members(&self, channel: &str) -> Vec<Peer> {
         match self.channels.get(channel) {
@@ -291,6 +314,30 @@ impl BrokerEvents for Node {
     fn leave(&self, channel: &str, peer: &Peer) {
         let push = ServerMessage::push(Leave::new(channel, peer.clone()));
         self.tell_watchers(channel, peer, &push);
+    }
+
+    fn lost(&self, channel: Option<&str>) {
+        // The protocol recovers whole connections: a client closed with
+        // 3005 reconnects and resubscribes from its positions.
+        let close = |live: &LocalChannel| {
+            for member in live.members().by_client.values() {
+                member.outbound.close(DisconnectCode::INSUFFICIENT_STATE);
+            }
+        };
+        match channel {
+            Some(channel) => {
+                if let Some(live) = self.channels.get(channel).map(|c| Arc::clone(&c)) {
+                    close(&live);
+                }
+            }
+            None => {
+                let every: Vec<Arc<LocalChannel>> =
+                    self.channels.iter().map(|c| Arc::clone(&c)).collect();
+                for live in every {
+                    close(&live);
+                }
+            }
+        }
     }
 }
 

@@ -73,9 +73,11 @@ async fn health() -> &'static str {
 }
 
 async fn ready(State(hub): State<Hub>) -> (StatusCode, &'static str) {
-    if hub.is_ready() {
-        (StatusCode::OK, "ready")
-    } else {
+    if !hub.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    } else if !hub.broker_available() {
+        (StatusCode::SERVICE_UNAVAILABLE, "broker unavailable")
+    } else {
+        (StatusCode::OK, "ready")
     }
 }

@@ -98,6 +98,7 @@ enum Delivery {
     Publication(String, Arc<Publication>),
     Join(String, Peer),
     Leave(String, Peer),
+    Lost(Option<String>),
 }
 
 struct Forward(tokio::sync::mpsc::UnboundedSender<Delivery>);
@@ -118,6 +119,9 @@ impl BrokerEvents for Forward {
             .0
             .send(Delivery::Leave(channel.to_owned(), peer.clone()));
     }
+    fn lost(&self, channel: Option<&str>) {
+        let _ = self.0.send(Delivery::Lost(channel.map(str::to_owned)));
+    }
 }
 
 impl Broker for Lagging {
@@ -135,6 +139,7 @@ impl Broker for Lagging {
                     }
                     Delivery::Join(channel, peer) => events.join(&channel, &peer),
                     Delivery::Leave(channel, peer) => events.leave(&channel, &peer),
+                    Delivery::Lost(channel) => events.lost(channel.as_deref()),
                 }
             }
         });

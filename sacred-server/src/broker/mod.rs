@@ -68,6 +68,10 @@ pub trait BrokerEvents: Send + Sync + 'static {
     fn join(&self, channel: &str, peer: &Peer);
     /// `peer` unsubscribed from `channel` (on any node).
     fn leave(&self, channel: &str, peer: &Peer);
+    /// Deliveries of `channel` (of every channel if `None`) may have been
+    /// lost (a pub/sub connection dropped, an offset skipped): its
+    /// subscribers here must recover from the stream.
+    fn lost(&self, channel: Option<&str>);
 }
 
 /// Carries publications, joins and leaves between the nodes of one hub and

@@ -38,6 +38,12 @@ pub trait PresenceStore: Send + Sync + 'static {
 
     /// How many clients are present in `channel`.
     fn count<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>>;
+
+    /// How often the node must `add` its present clients again, for a store
+    /// whose entries expire (`None`, the default: never).
+    fn refresh_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// One node's presence, in memory: entries live exactly as long as their

@@ -76,6 +76,8 @@ mod node;
 mod options;
 mod outbound;
 mod presence;
+#[cfg(feature = "redis")]
+mod redis_broker;
 mod router;
 mod rpc;
 mod time;
@@ -97,6 +99,8 @@ pub use hooks::{
 pub use hub::{Hub, PublishError, SendError};
 pub use options::{Access, ApiKey, HubOptions, NamespaceOptions};
 pub use presence::{MemoryPresence, PresenceStore};
+#[cfg(feature = "redis")]
+pub use redis_broker::{RedisBroker, RedisConfig, RedisPresence, RedisSetupError};
 pub use rpc::{RpcContext, RpcError};
 
 /// The protocol crate, for everything this crate's API does not re-export.

@@ -50,7 +50,8 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         Ok(limit) => tracing::info!(limit, "open file limit"),
         Err(err) => tracing::warn!(%err, "could not raise the open file limit"),
     }
-    let (mut router, hub) = Hub::builder().options(settings.hub).build()?;
+    let builder = with_broker(Hub::builder().options(settings.hub), &settings.broker).await?;
+    let (mut router, hub) = builder.build()?;
     if let Some(dir) = &settings.client_dir {
         let files = sacred_server::ClientFiles::from_dir(dir)
             .map_err(|err| format!("cannot serve the client from {}: {err}", dir.display()))?;
@@ -66,6 +67,44 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     serve::serve(listener, router, hub, http).await;
     tracing::info!("sacred-server stopped");
     Ok(())
+}
+
+/// The hub on Redis when `[broker]` names shards; as it is otherwise.
+#[cfg(feature = "redis")]
+async fn with_broker(
+    builder: sacred_server::HubBuilder,
+    settings: &settings::BrokerSettings,
+) -> Result<sacred_server::HubBuilder, Box<dyn std::error::Error>> {
+    if settings.urls.is_empty() {
+        return Ok(builder);
+    }
+    let mut config = sacred_server::RedisConfig::new(settings.urls.iter().cloned());
+    if let Some(prefix) = &settings.prefix {
+        config = config.prefix(prefix.clone());
+    }
+    if let Some(secs) = settings.presence_ttl_secs {
+        config = config.presence_ttl(std::time::Duration::from_secs(secs.max(1)));
+    }
+    if let Some(secs) = settings.timeout_secs {
+        config = config.timeout(std::time::Duration::from_secs(secs.max(1)));
+    }
+    let broker = sacred_server::RedisBroker::connect(config).await?;
+    tracing::info!(shards = settings.urls.len(), "broker: Redis");
+    let presence = broker.presence();
+    Ok(builder.broker(broker).presence_store(presence))
+}
+
+/// Built without the `redis` feature: one node only.
+#[cfg(not(feature = "redis"))]
+async fn with_broker(
+    builder: sacred_server::HubBuilder,
+    settings: &settings::BrokerSettings,
+) -> Result<sacred_server::HubBuilder, Box<dyn std::error::Error>> {
+    if settings.urls.is_empty() {
+        Ok(builder)
+    } else {
+        Err("this sacred-server was built without the `redis` feature; rebuild with --features redis".into())
+    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -37,6 +37,10 @@ pub(crate) struct Cli {
     /// Serve the browser package in this directory under /client/vVERSION/ [default: off].
     #[arg(long, env = "SACRED_CLIENT_DIR")]
     client_dir: Option<PathBuf>,
+    /// A Redis shard for several nodes, redis://host:port (repeatable; env:
+    /// comma-separated) [default: none, one node in memory].
+    #[arg(long = "broker", env = "SACRED_BROKER", value_delimiter = ',')]
+    broker: Vec<String>,
 }
 
 /// How log lines are written.
@@ -62,7 +66,22 @@ pub(crate) struct Settings {
     pub(crate) header_timeout: Duration,
     /// The built browser package to serve under `/client/v{VERSION}/`.
     pub(crate) client_dir: Option<PathBuf>,
+    pub(crate) broker: BrokerSettings,
     pub(crate) hub: HubOptions,
+}
+
+/// `[broker]`: several nodes on Redis (none: one node, in memory).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct BrokerSettings {
+    /// One `redis://` URL per shard.
+    pub(crate) urls: Vec<String>,
+    /// The prefix of every Redis key [default: sacred].
+    pub(crate) prefix: Option<String>,
+    /// Seconds a presence entry lives unless its node refreshes it [default: 60].
+    pub(crate) presence_ttl_secs: Option<u64>,
+    /// Seconds any Redis call may take [default: 2].
+    pub(crate) timeout_secs: Option<u64>,
 }
 
 impl Default for Settings {
@@ -72,6 +91,7 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             header_timeout: Duration::from_secs(10),
             client_dir: None,
+            broker: BrokerSettings::default(),
             hub: HubOptions::default(),
         }
     }
@@ -116,6 +136,17 @@ impl Settings {
         }
         if let Some(dir) = &cli.client_dir {
             settings.client_dir = Some(dir.clone());
+        }
+        if !cli.broker.is_empty() {
+            settings.broker.urls.clone_from(&cli.broker);
+        }
+        for url in &settings.broker.urls {
+            let supported = ["redis://", "rediss://", "redis+unix://", "unix://"];
+            if !supported.iter().any(|scheme| url.starts_with(scheme)) {
+                return Err(format!(
+                    "broker {url:?}: expected a redis://, rediss:// or redis+unix:// URL"
+                ));
+            }
         }
         if settings.header_timeout.is_zero() {
             return Err("header_timeout_secs must be greater than zero".into());

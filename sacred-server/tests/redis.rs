@@ -1,0 +1,294 @@
+//! Several `sacred-server` processes on one real `redis-server` (Debian's
+//! package; the test command installs it): publications cross nodes in
+//! order, presence and join/leave are the same from every node, and a node
+//! killed outright loses nobody's stream: its clients recover on another.
+//!
+//! Redis listens on a Unix socket in a fresh directory (no port to race
+//! for); every node binds 127.0.0.1:0. Every wait is bounded.
+
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use sacred_proto::*;
+use support::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A `redis-server` of its own, stopped (killed) on drop.
+struct Redis {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Redis {
+    async fn start() -> Redis {
+        let dir = std::env::temp_dir().join(format!(
+            "sacred-redis-{}-{:x}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("redis.sock");
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server runs (scripts/test installs it)");
+        let ready = async {
+            while tokio::net::UnixStream::connect(&socket).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(WAIT, ready)
+            .await
+            .expect("redis-server listens in time");
+        Redis { child, dir }
+    }
+
+    fn url(&self) -> String {
+        format!("redis+unix://{}", self.dir.join("redis.sock").display())
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// One `sacred-server` node on `redis`, with history, presence and join/leave.
+struct Node {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Node {
+    async fn start(redis: &Redis, presence_ttl_secs: u64) -> Node {
+        let config = redis.dir.join(format!("node-{:x}.toml", rand_suffix()));
+        std::fs::write(
+            &config,
+            format!(
+                "[broker]\nurls = [\"{}\"]\npresence_ttl_secs = {presence_ttl_secs}\n\n\
+                 [hub.namespaces.\"\"]\nhistory_size = 10000\npresence = true\njoin_leave = true\n",
+                redis.url()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sacred-server"))
+            .args(["--bind", "127.0.0.1:0", "--log-format", "json", "--config"])
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the binary starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let log: serde_json::Value = serde_json::from_str(&line).unwrap();
+                if let Some(address) = log["fields"]["address"].as_str() {
+                    return address.parse().unwrap();
+                }
+            }
+            panic!("the node exited before listening");
+        })
+        .await
+        .expect("the node listens in time");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Node { child, addr }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// SIGKILL: no drain, no goodbye, nothing cleaned up in Redis.
+    async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+async fn subscribe(client: &mut Client, channel: &str, join_leave: bool) -> SubscribeReply {
+    let mut request = SubscribeRequest::new(channel);
+    request.join_leave = join_leave;
+    subscribe_reply(client.request(request).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_on_one_node_receives_every_publication_of_the_others_in_order() {
+    let redis = Redis::start().await;
+    let (a, b, c) = (
+        Node::start(&redis, 60).await,
+        Node::start(&redis, 60).await,
+        Node::start(&redis, 60).await,
+    );
+    let (mut reader, _) = Client::connect(&a.url(), Codec::MsgPack, info("reader")).await;
+    let first = subscribe(&mut reader, "news", false).await;
+    assert_eq!(first.offset, Some(0), "a new stream");
+    let (mut on_b, _) = Client::connect(&b.url(), Codec::Json, info("b")).await;
+    let (mut on_c, _) = Client::connect(&c.url(), Codec::MsgPack, info("c")).await;
+    for n in 0..200u64 {
+        let publisher = if n % 2 == 0 { &mut on_b } else { &mut on_c };
+        let ack = publish_reply(
+            publisher
+                .request(PublishRequest::new("news", Value::from(n)))
+                .await,
+        );
+        assert_eq!(
+            ack.offset,
+            Some(n + 1),
+            "offsets come from Redis, one stream"
+        );
+        assert_eq!(ack.epoch, first.epoch, "the epoch the subscriber was given");
+    }
+    for n in 0..200u64 {
+        let publication = reader.publication().await;
+        assert_eq!(
+            publication.offset,
+            Some(n + 1),
+            "in order, nothing lost or repeated"
+        );
+        assert_eq!(publication.data, Value::from(n));
+        let from = publication.from.expect("a publisher");
+        assert_eq!(from.info.name, if n % 2 == 0 { "b" } else { "c" });
+    }
+    // History reads the same stream from any node.
+    let mut history = HistoryRequest::new("news");
+    history.limit = Some(3);
+    history.reverse = true;
+    let Ok(Reply::History(page)) = on_b.request(history).await else {
+        panic!("history from node b");
+    };
+    let offsets: Vec<_> = page
+        .publications
+        .iter()
+        .map(|p| p.offset.unwrap())
+        .collect();
+    assert_eq!(offsets, [200, 199, 198]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_join_leave_are_the_same_from_every_node() {
+    let redis = Redis::start().await;
+    let (a, b) = (Node::start(&redis, 60).await, Node::start(&redis, 60).await);
+    let (mut watcher, _) = Client::connect(&a.url(), Codec::Json, info("watcher")).await;
+    subscribe(&mut watcher, "room", true).await;
+    let (mut guest, _) = Client::connect(&b.url(), Codec::MsgPack, info("guest")).await;
+    subscribe(&mut guest, "room", false).await;
+    match watcher.push().await {
+        Push::Join(join) => assert_eq!(join.client.info.name, "guest", "a join on another node"),
+        other => panic!("expected a join, got {other:?}"),
+    }
+    for client in [&mut watcher, &mut guest] {
+        let Ok(Reply::Presence(presence)) = client.request(PresenceRequest::new("room")).await
+        else {
+            panic!("presence");
+        };
+        let mut names: Vec<_> = presence
+            .clients
+            .iter()
+            .map(|p| p.info.name.clone())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["guest", "watcher"],
+            "both nodes' clients, from either"
+        );
+    }
+    guest
+        .request(UnsubscribeRequest::new("room"))
+        .await
+        .expect("unsubscribed");
+    match watcher.push().await {
+        Push::Leave(leave) => assert_eq!(leave.client.info.name, "guest"),
+        other => panic!("expected a leave, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_s_clients_recover_on_another_and_leave_presence() {
+    let redis = Redis::start().await;
+    let doomed = Node::start(&redis, 2).await;
+    let survivor = Node::start(&redis, 2).await;
+    let (mut publisher, _) =
+        Client::connect(&survivor.url(), Codec::MsgPack, info("publisher")).await;
+    let (mut reader, _) = Client::connect(&doomed.url(), Codec::MsgPack, info("reader")).await;
+    let first = subscribe(&mut reader, "feed", false).await;
+    let mut seen = first.offset.unwrap();
+    for n in 0..50u64 {
+        publish_reply(
+            publisher
+                .request(PublishRequest::new("feed", Value::from(n)))
+                .await,
+        );
+    }
+    while seen < 50 {
+        seen = reader.publication().await.offset.unwrap();
+    }
+    doomed.kill().await;
+    assert!(reader.closed().await.is_none(), "killed: no close frame");
+    // Publishing goes on while the reader is away.
+    for n in 50..80u64 {
+        publish_reply(
+            publisher
+                .request(PublishRequest::new("feed", Value::from(n)))
+                .await,
+        );
+    }
+    let (mut reader, _) = Client::connect(&survivor.url(), Codec::MsgPack, info("reader")).await;
+    let mut again = SubscribeRequest::new("feed");
+    again.recover = Some(StreamPosition::new(seen, first.epoch.clone().unwrap()));
+    let reply = subscribe_reply(reader.request(again).await);
+    assert!(
+        reply.recovered,
+        "the stream lives in Redis, not in the dead node"
+    );
+    let offsets: Vec<_> = reply
+        .publications
+        .iter()
+        .map(|p| p.offset.unwrap())
+        .collect();
+    assert_eq!(
+        offsets,
+        (51..=80).collect::<Vec<_>>(),
+        "exactly what was missed"
+    );
+    // The dead node's client leaves presence once its entry expires.
+    let gone = async {
+        loop {
+            let Ok(Reply::Presence(presence)) =
+                publisher.request(PresenceRequest::new("feed")).await
+            else {
+                panic!("presence");
+            };
+            let readers = presence
+                .clients
+                .iter()
+                .filter(|p| p.info.name == "reader")
+                .count();
+            if readers == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), gone)
+        .await
+        .expect("the dead node's reader leaves presence within its expiry (2 s)");
+}

@@ -33,9 +33,21 @@ impl Redis {
             rand_suffix()
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        Redis::start_in(dir, false).await
+    }
+
+    /// A `redis-server` on `dir`'s socket; with `aof`, every write is
+    /// fsynced to an append-only file in `dir` before it is acknowledged.
+    async fn start_in(dir: PathBuf, aof: bool) -> Redis {
         let socket = dir.join("redis.sock");
+        let persistence: &[&str] = if aof {
+            &["--appendonly", "yes", "--appendfsync", "always"]
+        } else {
+            &["--appendonly", "no"]
+        };
         let child = Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .args(["--port", "0", "--save", ""])
+            .args(persistence)
             .arg("--unixsocket")
             .arg(&socket)
             .arg("--dir")
@@ -57,6 +69,15 @@ impl Redis {
 
     fn url(&self) -> String {
         format!("redis+unix://{}", self.dir.join("redis.sock").display())
+    }
+
+    /// SIGKILL, keeping the directory (and its append-only file); returns it.
+    async fn kill(mut self) -> PathBuf {
+        self.child.kill().await.unwrap();
+        let _ = std::fs::remove_file(self.dir.join("redis.sock"));
+        let dir = std::mem::take(&mut self.dir);
+        std::mem::forget(self);
+        dir
     }
 }
 
@@ -84,7 +105,7 @@ impl Node {
         std::fs::write(
             &config,
             format!(
-                "[broker]\nurls = [\"{}\"]\npresence_ttl_secs = {presence_ttl_secs}\n\n\
+                "[broker]\nurls = [\"{}\"]\npresence_ttl_secs = {presence_ttl_secs}\ntimeout_secs = 1\n\n\
                  [hub.namespaces.\"\"]\nhistory_size = 10000\npresence = true\njoin_leave = true\n",
                 redis.url()
             ),
@@ -291,4 +312,108 @@ async fn a_killed_node_s_clients_recover_on_another_and_leave_presence() {
     tokio::time::timeout(Duration::from_secs(10), gone)
         .await
         .expect("the dead node's reader leaves presence within its expiry (2 s)");
+}
+
+/// Posts `n` publications, checking each is acked.
+async fn publish_all(publisher: &mut Client, channel: &str, range: std::ops::Range<u64>) {
+    for n in range {
+        publish_reply(
+            publisher
+                .request(PublishRequest::new(channel, Value::from(n)))
+                .await,
+        );
+    }
+}
+
+/// Polls `/ready` until it answers `status` (bounded).
+async fn ready_becomes(node: &Node, status: &str) {
+    let polled = async {
+        while !http_get(node.addr, "/ready").await.starts_with(status) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), polled)
+        .await
+        .unwrap_or_else(|_| panic!("/ready answers {status} in time"));
+}
+
+/// Redis dies and comes back: publishes get a temporary error (never a hang),
+/// `/ready` says 503 meanwhile and the clients stay connected; once Redis is
+/// back, the node resubscribes and its subscribers recover, with
+/// `recovered: true` when the stream survived (AOF) and under a new epoch
+/// when it did not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_redis_fails_publishes_fail_fast_and_subscribers_recover_when_it_returns() {
+    for aof in [true, false] {
+        let dir = std::env::temp_dir().join(format!(
+            "sacred-redis-{}-{:x}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let redis = Redis::start_in(dir, true).await;
+        let node = Node::start(&redis, 60).await;
+        let (mut publisher, _) =
+            Client::connect(&node.url(), Codec::MsgPack, info("publisher")).await;
+        let (mut reader, _) = Client::connect(&node.url(), Codec::MsgPack, info("reader")).await;
+        let first = subscribe(&mut reader, "feed", false).await;
+        publish_all(&mut publisher, "feed", 0..10).await;
+        let mut seen = 0;
+        while seen < 10 {
+            seen = reader.publication().await.offset.unwrap();
+        }
+        ready_becomes(&node, "HTTP/1.1 200").await;
+
+        let dir = redis.kill().await;
+        let mut refused = 0;
+        while refused < 3 {
+            let started = std::time::Instant::now();
+            let reply = publisher
+                .request(PublishRequest::new("feed", Value::from(-1)))
+                .await;
+            let Err(err) = reply else {
+                panic!("a publish while Redis is down must fail");
+            };
+            assert_eq!(err.code, 100, "{err:?}");
+            assert!(err.temporary, "a temporary error: retry later");
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "failed within the timeout, no hang"
+            );
+            refused += 1;
+        }
+        ready_becomes(&node, "HTTP/1.1 503").await;
+
+        // Back, with the append-only file (the stream survives) or without.
+        if !aof {
+            std::fs::remove_file(dir.join("appendonlydir").join("appendonly.aof.1.incr.aof")).ok();
+            std::fs::remove_dir_all(dir.join("appendonlydir")).ok();
+        }
+        let redis = Redis::start_in(dir, aof).await;
+        ready_becomes(&node, "HTTP/1.1 200").await;
+        assert_eq!(
+            reader.closed().await,
+            Some(3005),
+            "told to recover once pub/sub is back"
+        );
+        let (mut reader, _) = Client::connect(&node.url(), Codec::MsgPack, info("reader")).await;
+        let mut again = SubscribeRequest::new("feed");
+        again.recover = Some(StreamPosition::new(seen, first.epoch.clone().unwrap()));
+        let reply = subscribe_reply(reader.request(again).await);
+        if aof {
+            assert!(
+                reply.recovered,
+                "the stream survived in the append-only file"
+            );
+            assert_eq!(reply.offset, Some(10));
+            assert_eq!(reply.epoch, first.epoch);
+        } else {
+            assert!(!reply.recovered, "the stream is gone");
+            assert_ne!(reply.epoch, first.epoch, "a new epoch: the client reloads");
+        }
+        publish_all(&mut publisher, "feed", 10..11).await;
+        let next = reader.publication().await;
+        assert_eq!(next.offset, Some(reply.offset.unwrap() + 1), "live again");
+        drop(redis);
+    }
 }

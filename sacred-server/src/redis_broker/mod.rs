@@ -317,6 +317,36 @@ fn new_epoch() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
+/// While the circuit is open, pings every shard each [`OPEN_FOR`]; closes
+/// it once all answer (so `/ready` turns true again without waiting for a
+/// client's call). Ends with the broker.
+async fn probe(shared: std::sync::Weak<Shared>) {
+    let mut ticks = tokio::time::interval(OPEN_FOR);
+    loop {
+        ticks.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.breaker.is_closed() {
+            continue;
+        }
+        let mut answered = true;
+        for shard in &shared.shards {
+            let mut connection = shard.commands.clone();
+            let ping = redis::cmd("PING");
+            let pong = tokio::time::timeout(
+                shared.config.timeout,
+                ping.query_async::<String>(&mut connection),
+            );
+            answered &= matches!(pong.await, Ok(Ok(_)));
+        }
+        if answered {
+            tracing::info!("Redis answers again: circuit closed");
+            shared.breaker.succeeded();
+        }
+    }
+}
+
 /// What a MessagePack push read back from Redis may hold.
 fn limits() -> Limits {
     let mut limits = Limits::default();
@@ -343,13 +373,25 @@ fn decode(bytes: &[u8]) -> Option<Push> {
 }
 
 /// Hands one shard's pub/sub messages to the node, in order.
+///
+/// When the pub/sub connection drops, what is published until it is back
+/// never arrives. Subscribers stay connected meanwhile (their publishes get
+/// temporary errors); once the connection manager has resubscribed, every
+/// subscriber here is told to recover (3005), from the stream if it survived
+/// (Redis with AOF) or under a new epoch if not.
 async fn deliver(
     prefix: String,
     mut pushes: UnboundedReceiver<PushInfo>,
     events: Arc<dyn BrokerEvents>,
 ) {
     let channel_prefix = format!("{prefix}.c.");
+    let mut lost = false;
     while let Some(push) = pushes.recv().await {
+        if lost && !matches!(push.kind, PushKind::Disconnection) {
+            tracing::info!("Redis pub/sub is back: subscribers recover from the streams");
+            events.lost(None);
+            lost = false;
+        }
         match push.kind {
             PushKind::Message => {
                 let [
@@ -368,10 +410,12 @@ async fn deliver(
                 deliver_one(&*events, channel, payload);
             }
             PushKind::Disconnection => {
-                // Whatever was published meanwhile is gone from pub/sub: every
-                // subscriber of this shard's channels recovers from the stream.
-                tracing::warn!("Redis pub/sub connection lost: subscribers will recover");
-                events.lost(None);
+                if !lost {
+                    tracing::warn!(
+                        "Redis pub/sub connection lost: subscribers recover once it is back"
+                    );
+                }
+                lost = true;
             }
             _ => {}
         }
@@ -426,6 +470,7 @@ impl Broker for RedisBroker {
         if self.events.set(Arc::clone(&events)).is_err() {
             return;
         }
+        tokio::spawn(probe(Arc::downgrade(&self.shared)));
         let pushes = std::mem::take(&mut *self.pushes.lock().unwrap_or_else(|p| p.into_inner()));
         for receiver in pushes {
             tokio::spawn(deliver(

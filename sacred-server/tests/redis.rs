@@ -417,3 +417,86 @@ async fn when_redis_fails_publishes_fail_fast_and_subscribers_recover_when_it_re
         drop(redis);
     }
 }
+
+/// In-process nodes on `redis` (the same code as the binary, reachable for
+/// a race test).
+async fn in_process_node(redis: &Redis) -> Server {
+    let broker =
+        sacred_server::RedisBroker::connect(sacred_server::RedisConfig::new([redis.url()]))
+            .await
+            .expect("Redis is up");
+    let presence = broker.presence();
+    let mut namespace = sacred_server::NamespaceOptions::default();
+    namespace.history_size = 100_000;
+    let builder = sacred_server::Hub::builder()
+        .namespace("", namespace)
+        .broker(broker)
+        .presence_store(presence);
+    Server::start(builder).await
+}
+
+/// The recovery race across nodes: subscribers come to node A again and
+/// again while node B publishes without pause. Each must see the stream
+/// continue exactly after its reply's offset: pub/sub delivers later than
+/// the stream append, so a node that did not buffer a new subscriber's
+/// deliveries while reading its position, and drop what the reply covers,
+/// would repeat publications here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_on_one_node_while_another_publishes_misses_and_repeats_nothing() {
+    let redis = Redis::start().await;
+    let (a, b) = (in_process_node(&redis).await, in_process_node(&redis).await);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publishing = {
+        let (url, stop) = (b.url(), std::sync::Arc::clone(&stop));
+        tokio::spawn(async move {
+            let (mut publisher, _) = Client::connect(&url, Codec::MsgPack, info("publisher")).await;
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                publish_reply(
+                    publisher
+                        .request(PublishRequest::new("race", Value::from(n)))
+                        .await,
+                );
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut position: Option<StreamPosition> = None;
+    for round in 0..20 {
+        let (mut reader, _) = Client::connect(&a.url(), Codec::MsgPack, info("reader")).await;
+        let mut request = SubscribeRequest::new("race");
+        request.recover = position.clone();
+        let reply = subscribe_reply(reader.request(request).await);
+        let mut expected = reply.offset.unwrap();
+        if let Some(position) = &position {
+            assert!(reply.recovered, "round {round}: within the window");
+            let recovered: Vec<_> = reply
+                .publications
+                .iter()
+                .map(|p| p.offset.unwrap())
+                .collect();
+            assert_eq!(
+                recovered,
+                (position.offset + 1..=expected).collect::<Vec<_>>(),
+                "round {round}: the gap, once"
+            );
+        }
+        for _ in 0..30 {
+            let publication = reader.publication().await;
+            assert_eq!(
+                publication.offset,
+                Some(expected + 1),
+                "round {round}: no gap, no repeat"
+            );
+            expected += 1;
+        }
+        position = Some(StreamPosition::new(expected, reply.epoch.clone().unwrap()));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let published = publishing.await.unwrap();
+    assert!(
+        published > 600,
+        "the publisher kept publishing ({published})"
+    );
+}

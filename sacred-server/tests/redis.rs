@@ -500,3 +500,46 @@ async fn subscribing_on_one_node_while_another_publishes_misses_and_repeats_noth
         "the publisher kept publishing ({published})"
     );
 }
+
+/// A graceful shutdown's `migrate` advice moves a client to another node
+/// with nothing lost: it reconnects there with its position and recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_moves_a_client_to_another_node_with_nothing_lost() {
+    let redis = Redis::start().await;
+    let leaving = Node::start(&redis, 60).await;
+    let staying = Node::start(&redis, 60).await;
+    let (mut publisher, _) = Client::connect(&staying.url(), Codec::Json, info("publisher")).await;
+    let (mut reader, _) = Client::connect(&leaving.url(), Codec::Json, info("reader")).await;
+    let first = subscribe(&mut reader, "moving", false).await;
+    publish_all(&mut publisher, "moving", 0..5).await;
+    let mut seen = 0;
+    while seen < 5 {
+        seen = reader.publication().await.offset.unwrap();
+    }
+    let pid = leaving.child.id().expect("running").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    match reader.push().await {
+        Push::Migrate(_) => {}
+        other => panic!("expected migrate advice, got {other:?}"),
+    }
+    // Publishing goes on while the reader moves.
+    publish_all(&mut publisher, "moving", 5..15).await;
+    let (mut moved, _) = Client::connect(&staying.url(), Codec::Json, info("reader")).await;
+    let mut again = SubscribeRequest::new("moving");
+    again.recover = Some(StreamPosition::new(seen, first.epoch.clone().unwrap()));
+    let reply = subscribe_reply(moved.request(again).await);
+    assert!(reply.recovered);
+    let offsets: Vec<_> = reply
+        .publications
+        .iter()
+        .map(|p| p.offset.unwrap())
+        .collect();
+    assert_eq!(offsets, (6..=15).collect::<Vec<_>>());
+    drop(reader);
+}

@@ -85,7 +85,7 @@ impl Hub {
         rpc: HashMap<String, RpcHandler>,
         hooks: Hooks,
     ) -> Hub {
-        let node = Arc::new(Node::default());
+        let node = Node::new();
         broker.attach(Arc::clone(&node) as _);
         let inner = HubInner {
             options,
@@ -400,7 +400,7 @@ impl Hub {
                 return Err(err);
             }
         };
-        node.go_live(&live, &peer.id, reply.offset);
+        node.go_live(&live, &peer.id, reply.offset, reply.epoch.clone());
         if options.join_leave
             && let Err(err) = broker.join(channel, peer).await
         {

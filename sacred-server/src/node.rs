@@ -8,8 +8,9 @@
 //! its reply. So nothing published around a subscribe is missed, repeated
 //! or reordered, whatever the broker's delivery delay.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use sacred_proto::{
@@ -23,6 +24,13 @@ use crate::outbound::{self, Outbound};
 /// more are not needed to slow a publisher down.
 const MAX_CONGESTED: usize = 64;
 
+/// How long a skipped offset may take to arrive (a reordering) before the
+/// channel's subscribers here are told to recover (a loss).
+const GAP_PATIENCE: Duration = Duration::from_secs(1);
+
+/// Publications held behind a skipped offset at most; past this, a loss.
+const MAX_HELD: usize = 1024;
+
 /// This node's clients and channel members.
 #[derive(Default)]
 pub(crate) struct Node {
@@ -30,6 +38,8 @@ pub(crate) struct Node {
     pub(crate) clients: DashMap<String, Client>,
     /// Channels with members here, by name.
     channels: DashMap<String, Arc<LocalChannel>>,
+    /// This node, for the timers it starts (set by the hub).
+    this: OnceLock<Weak<Node>>,
 }
 
 /// A connected client, as the hub reaches it.
@@ -54,6 +64,17 @@ struct Members {
     removed: bool,
     /// Queues a delivery found congested, for the publisher to wait on.
     congested: Vec<Outbound>,
+    /// What the broker delivered of the channel's stream.
+    stream: Stream,
+}
+
+/// The channel's stream as delivered here, for gap detection.
+#[derive(Default)]
+struct Stream {
+    epoch: Option<String>,
+    last: u64,
+    /// Publications that came after a skipped offset, waiting for it.
+    held: BTreeMap<u64, Arc<Publication>>,
 }
 
 struct Member {
@@ -67,8 +88,12 @@ struct Member {
 enum Delivery {
     /// The subscribe is reading its position: kept until it is known.
     Buffering(Vec<Arc<Publication>>),
-    /// Straight to the socket, skipping offsets at or below `last`.
-    Live { last: Option<u64> },
+    /// Straight to the socket, skipping offsets at or below `last`; a
+    /// publication of another epoch than the member's closes it with 3005.
+    Live {
+        last: Option<u64>,
+        epoch: Option<String>,
+    },
 }
 
 impl Member {
@@ -79,15 +104,42 @@ impl Member {
                 buffer.push(Arc::clone(publication));
                 false
             }
-            Delivery::Live { last } => match (publication.offset, *last) {
-                (Some(offset), Some(seen)) if offset <= seen => false,
-                (Some(offset), _) => {
-                    *last = Some(offset);
-                    true
+            Delivery::Live { last, epoch } => {
+                if let (Some(theirs), Some(ours)) = (&publication.epoch, epoch.as_ref())
+                    && theirs != ours
+                {
+                    // The stream was lost and restarted: offsets begin again,
+                    // so this member's position means nothing any more.
+                    self.outbound.close(DisconnectCode::INSUFFICIENT_STATE);
+                    return false;
                 }
-                (None, _) => true,
-            },
+                match (publication.offset, *last) {
+                    (Some(offset), Some(seen)) if offset <= seen => false,
+                    (Some(offset), _) => {
+                        *last = Some(offset);
+                        if epoch.is_none() {
+                            epoch.clone_from(&publication.epoch);
+                        }
+                        true
+                    }
+                    (None, _) => true,
+                }
+            }
         }
+    }
+}
+
+impl Members {
+    /// Queues `publication` to every member that takes it, noting congestion.
+    fn deliver(&mut self, publication: &Arc<Publication>) {
+        let congested = fan_out(
+            self.by_client
+                .values_mut()
+                .filter_map(|m| m.accepts(publication).then_some(&m.outbound)),
+            |codec| codec.encode_publication(publication),
+        );
+        let room = MAX_CONGESTED.saturating_sub(self.congested.len());
+        self.congested.extend(congested.into_iter().take(room));
     }
 }
 
@@ -107,6 +159,13 @@ pub(crate) enum Refused {
 }
 
 impl Node {
+    /// A node that knows itself (for its gap timers).
+    pub(crate) fn new() -> Arc<Node> {
+        let node = Arc::new(Node::default());
+        let _ = node.this.set(Arc::downgrade(&node));
+        node
+    }
+
     pub(crate) fn channel_count(&self) -> usize {
         self.channels.len()
     }
@@ -134,7 +193,10 @@ impl Node {
             let delivery = if buffer {
                 Delivery::Buffering(Vec::new())
             } else {
-                Delivery::Live { last: None }
+                Delivery::Live {
+                    last: None,
+                    epoch: None,
+                }
             };
             let member = Member {
                 peer: peer.clone(),
@@ -163,18 +225,30 @@ impl Node {
         Ok(())
     }
 
-    /// Ends a member's buffering: publications at or below `position` (the
-    /// stream's offset its reply carries) are dropped, the rest queued in order.
-    pub(crate) fn go_live(&self, live: &LocalChannel, client: &str, position: Option<u64>) {
+    /// Ends a member's buffering: publications at or below `offset` (the
+    /// stream's position its reply carries, under `epoch`) are dropped, the
+    /// rest queued in order.
+    pub(crate) fn go_live(
+        &self,
+        live: &LocalChannel,
+        client: &str,
+        offset: Option<u64>,
+        epoch: Option<String>,
+    ) {
         let mut members = live.members();
         let Some(member) = members.by_client.get_mut(client) else {
             return;
         };
-        let buffered =
-            match std::mem::replace(&mut member.delivery, Delivery::Live { last: position }) {
-                Delivery::Buffering(buffered) => buffered,
-                Delivery::Live { .. } => Vec::new(),
-            };
+        let buffered = match std::mem::replace(
+            &mut member.delivery,
+            Delivery::Live {
+                last: offset,
+                epoch,
+            },
+        ) {
+            Delivery::Buffering(buffered) => buffered,
+            Delivery::Live { .. } => Vec::new(),
+        };
         for publication in buffered {
             if member.accepts(&publication) {
                 let push = member.outbound.codec().encode_publication(&publication);
@@ -271,6 +345,55 @@ impl Node {
         Arc::clone(&self.channels.entry(name.to_owned()).or_default())
     }
 
+    /// After [`GAP_PATIENCE`], checks whether offset `missing` of `channel`
+    /// arrived; if not, its subscribers here recover.
+    fn check_gap_later(&self, channel: &str, epoch: String, missing: u64) {
+        let (Some(node), Ok(runtime)) = (
+            self.this.get().cloned(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        let channel = channel.to_owned();
+        runtime.spawn(async move {
+            tokio::time::sleep(GAP_PATIENCE).await;
+            let Some(node) = node.upgrade() else {
+                return;
+            };
+            let Some(live) = node.channels.get(&channel).map(|c| Arc::clone(&c)) else {
+                return;
+            };
+            let still = {
+                let members = live.members();
+                let stream = &members.stream;
+                stream.epoch.as_deref() == Some(epoch.as_str())
+                    && stream.last < missing
+                    && !stream.held.is_empty()
+            };
+            if still {
+                node.gave_up(&live, &channel);
+            }
+        });
+    }
+
+    /// A publication of `channel` was lost on the way here: its subscribers
+    /// recover from the stream (3005), and delivery resumes after what was held.
+    fn gave_up(&self, live: &LocalChannel, channel: &str) {
+        let mut members = live.members();
+        tracing::warn!(
+            channel,
+            after = members.stream.last,
+            "a publication never arrived: subscribers recover"
+        );
+        if let Some((&last, _)) = members.stream.held.last_key_value() {
+            members.stream.last = last;
+        }
+        members.stream.held.clear();
+        for member in members.by_client.values() {
+            member.outbound.close(DisconnectCode::INSUFFICIENT_STATE);
+        }
+    }
+
     /// Sends a `join` or `leave` push to the members that opted in, except `peer` itself.
     fn tell_watchers(&self, channel: &str, peer: &Peer, push: &ServerMessage) {
         let Some(live) = self.channels.get(channel).map(|c| Arc::clone(&c)) else {
@@ -293,17 +416,46 @@ impl BrokerEvents for Node {
         let Some(live) = self.channels.get(channel).map(|c| Arc::clone(&c)) else {
             return;
         };
-        let mut members = live.members();
-        let members = &mut *members;
-        let congested = fan_out(
-            members
-                .by_client
-                .values_mut()
-                .filter_map(|m| m.accepts(&publication).then_some(&m.outbound)),
-            |codec| codec.encode_publication(&publication),
-        );
-        let room = MAX_CONGESTED.saturating_sub(members.congested.len());
-        members.congested.extend(congested.into_iter().take(room));
+        let mut guard = live.members();
+        let members = &mut *guard;
+        let (Some(offset), Some(epoch)) = (publication.offset, publication.epoch.as_deref()) else {
+            // No stream: nothing to order.
+            members.deliver(&publication);
+            return;
+        };
+        let stream = &mut members.stream;
+        if stream.epoch.as_deref() != Some(epoch) {
+            // The first delivery here, or a new epoch (members of the old
+            // one close themselves when they see it).
+            stream.epoch = Some(epoch.to_owned());
+            stream.last = offset;
+            stream.held.clear();
+            members.deliver(&publication);
+            return;
+        }
+        if offset <= stream.last {
+            return; // delivered already
+        }
+        if offset > stream.last + 1 {
+            // A skipped offset: a reordering resolves itself within the
+            // patience, a loss does not (see `Node::check_gap`).
+            let first = stream.held.is_empty();
+            let (epoch, missing) = (epoch.to_owned(), stream.last + 1);
+            stream.held.insert(offset, Arc::clone(&publication));
+            if stream.held.len() > MAX_HELD {
+                drop(guard);
+                self.gave_up(&live, channel);
+            } else if first {
+                self.check_gap_later(channel, epoch, missing);
+            }
+            return;
+        }
+        stream.last = offset;
+        members.deliver(&publication);
+        while let Some(next) = members.stream.held.remove(&(members.stream.last + 1)) {
+            members.stream.last += 1;
+            members.deliver(&next);
+        }
     }
 
     fn join(&self, channel: &str, peer: &Peer) {
@@ -368,4 +520,95 @@ pub(crate) fn fan_out<'a>(
         }
     }
     congested
+}
+
+#[cfg(test)]
+mod tests {
+    use sacred_proto::{ClientInfo, Value};
+
+    use super::*;
+
+    fn peer(id: &str) -> Peer {
+        let mut peer = Peer::default();
+        peer.id = id.to_owned();
+        peer.info = ClientInfo::default();
+        peer
+    }
+
+    fn publication(offset: u64, epoch: &str) -> Arc<Publication> {
+        let mut publication = Publication::new("c", Value::from(offset), 0);
+        publication.offset = Some(offset);
+        publication.epoch = Some(epoch.to_owned());
+        Arc::new(publication)
+    }
+
+    /// The offsets queued to `outbound` so far, in order.
+    fn delivered(outbound: &Outbound) -> Vec<u64> {
+        let (frames, _) = outbound.take();
+        let mut offsets = Vec::new();
+        for frame in frames {
+            let axum::extract::ws::Message::Text(text) = frame else {
+                panic!("JSON frames");
+            };
+            let value: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+            let messages = match value {
+                serde_json::Value::Array(messages) => messages,
+                one => vec![one],
+            };
+            for message in messages {
+                offsets.push(message["publication"]["offset"].as_u64().unwrap());
+            }
+        }
+        offsets
+    }
+
+    fn member(node: &Node) -> Outbound {
+        let outbound = Outbound::new(Codec::Json, 1 << 20);
+        assert!(
+            node.add_member("c", &peer("m"), &outbound, false, false)
+                .is_ok()
+        );
+        outbound
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reordered_offset_is_held_and_delivered_in_order() {
+        let node = Node::new();
+        let outbound = member(&node);
+        node.publication("c", publication(1, "e"));
+        node.publication("c", publication(3, "e"));
+        node.publication("c", publication(4, "e"));
+        assert_eq!(delivered(&outbound), [1], "3 and 4 wait for 2");
+        node.publication("c", publication(2, "e"));
+        assert_eq!(delivered(&outbound), [2, 3, 4]);
+        tokio::time::sleep(GAP_PATIENCE * 2).await;
+        assert!(!outbound.is_closing(), "a reordering is no loss");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_offset_that_never_comes_makes_the_subscribers_recover() {
+        let node = Node::new();
+        let outbound = member(&node);
+        node.publication("c", publication(1, "e"));
+        node.publication("c", publication(3, "e"));
+        tokio::time::sleep(GAP_PATIENCE / 2).await;
+        assert!(!outbound.is_closing(), "still within the patience");
+        tokio::time::sleep(GAP_PATIENCE).await;
+        assert!(
+            outbound.is_closing(),
+            "closed with 3005: reconnect and recover"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_epoch_closes_members_of_the_old_one() {
+        let node = Node::new();
+        let outbound = member(&node);
+        node.publication("c", publication(7, "old"));
+        node.publication("c", publication(1, "new"));
+        assert!(
+            outbound.is_closing(),
+            "offsets began again: its position means nothing"
+        );
+    }
 }

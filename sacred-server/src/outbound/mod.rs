@@ -213,7 +213,7 @@ impl Outbound {
 
     /// Everything ready, as frames, and their bytes (which stay counted
     /// until [`Outbound::written`]).
-    fn take(&self) -> (Vec<Message>, usize) {
+    pub(crate) fn take(&self) -> (Vec<Message>, usize) {
         let mut queue = self.queue();
         queue.woken = false;
         let mut frames: Vec<Message> = queue.sealed.drain(..).collect();

@@ -221,6 +221,10 @@ impl Node {
         if !*interested {
             broker.subscribe(channel).await?;
             *interested = true;
+            // What was delivered before this subscribe says nothing about
+            // what follows it (the channel may have been unsubscribed a
+            // moment ago): gap detection starts over.
+            live.members().stream = Stream::default();
         }
         Ok(())
     }

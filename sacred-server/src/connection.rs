@@ -332,7 +332,7 @@ impl Connection {
         reply.expires = identity.expires;
         reply.data = identity.data;
         reply.limits = Some(options.limits.clone());
-        hub.register(&peer, self.outbound.clone());
+        hub.register(&peer, self.outbound.clone()).await;
         self.session = Some(Session {
             peer: peer.clone(),
             ping_interval,
@@ -446,7 +446,7 @@ impl Connection {
         for channel in self.subs.drain() {
             let _ = self.hub.unsubscribe(&session.peer.id, &channel).await;
         }
-        self.hub.unregister(&session.peer.id);
+        self.hub.unregister(&session.peer).await;
     }
 
     /// Tells the host's `on_disconnect` hook how the connection ended.

@@ -226,17 +226,33 @@ impl Hub {
             })
     }
 
-    pub(crate) fn register(&self, peer: &Peer, outbound: Outbound) {
+    pub(crate) async fn register(&self, peer: &Peer, outbound: Outbound) {
         let client = Client {
             peer: peer.clone(),
             outbound,
         };
         self.inner.node.clients.insert(peer.id.clone(), client);
+        if let Some(user) = &peer.user
+            && let Err(err) = self.inner.presence.user_connected(user, &peer.id).await
+        {
+            tracing::warn!(err = %ErrorChain(&err), "cannot count a user's connection");
+        }
     }
 
-    pub(crate) fn unregister(&self, client: &str) {
-        self.inner.node.clients.remove(client);
+    pub(crate) async fn unregister(&self, peer: &Peer) {
+        self.inner.node.clients.remove(&peer.id);
         self.inner.client_left.notify_waiters();
+        if let Some(user) = &peer.user
+            && let Err(err) = self.inner.presence.user_disconnected(user, &peer.id).await
+        {
+            tracing::warn!(err = %ErrorChain(&err), "cannot uncount a user's connection");
+        }
+    }
+
+    /// How many connections `user` has now, on every node once a shared
+    /// presence store is configured.
+    pub async fn user_connections(&self, user: &str) -> Result<usize, BrokerError> {
+        self.inner.presence.user_connections(user).await
     }
 
     /// Checks that `peer` may use `channel` for `purpose`: the namespace
@@ -494,7 +510,11 @@ impl Hub {
             ));
         }
         self.may_use(peer, channel, ChannelUse::Presence).await?;
-        Ok(self.presence(channel).await)
+        self.inner
+            .presence
+            .list(channel)
+            .await
+            .map_err(broker_error)
     }
 
     pub(crate) async fn history_of(
@@ -562,6 +582,19 @@ async fn refresh_presence(hub: std::sync::Weak<HubInner>, every: std::time::Dura
         let Some(inner) = hub.upgrade() else {
             return;
         };
+        let users: Vec<Peer> = inner
+            .node
+            .clients
+            .iter()
+            .filter(|client| client.peer.user.is_some())
+            .map(|client| client.peer.clone())
+            .collect();
+        for peer in users {
+            let user = peer.user.as_deref().unwrap_or_default();
+            if let Err(err) = inner.presence.user_connected(user, &peer.id).await {
+                tracing::warn!(err = %ErrorChain(&err), "cannot refresh a user's connection");
+            }
+        }
         for (channel, peers) in inner.node.all_members() {
             let presence = inner
                 .options

@@ -419,8 +419,12 @@ async fn when_redis_fails_publishes_fail_fast_and_subscribers_recover_when_it_re
 }
 
 /// In-process nodes on `redis` (the same code as the binary, reachable for
-/// a race test).
+/// a race test and through the `Hub` API).
 async fn in_process_node(redis: &Redis) -> Server {
+    in_process_node_with(redis, sacred_server::HubOptions::default()).await
+}
+
+async fn in_process_node_with(redis: &Redis, options: sacred_server::HubOptions) -> Server {
     let broker =
         sacred_server::RedisBroker::connect(sacred_server::RedisConfig::new([redis.url()]))
             .await
@@ -429,6 +433,7 @@ async fn in_process_node(redis: &Redis) -> Server {
     let mut namespace = sacred_server::NamespaceOptions::default();
     namespace.history_size = 100_000;
     let builder = sacred_server::Hub::builder()
+        .options(options)
         .namespace("", namespace)
         .broker(broker)
         .presence_store(presence);
@@ -542,4 +547,43 @@ async fn migrate_moves_a_client_to_another_node_with_nothing_lost() {
         .collect();
     assert_eq!(offsets, (6..=15).collect::<Vec<_>>());
     drop(reader);
+}
+
+/// A user's connections are counted by every node together (the basis of
+/// per-user limits), and a closed connection stops counting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_s_connections_are_counted_across_nodes() {
+    let redis = Redis::start().await;
+    let mut options = sacred_server::HubOptions::default();
+    options.api_keys = vec![sacred_server::ApiKey::from_plain("ada-key", "ada")];
+    let a = in_process_node_with(&redis, options.clone()).await;
+    let b = in_process_node_with(&redis, options).await;
+    let signed_in = |url: String| async move {
+        let mut client = Client::open(&url, Codec::MsgPack).await;
+        client
+            .connect_with(ConnectRequest::new(Some("ada-key".into()), info("ada")))
+            .await
+            .expect("a valid key");
+        client
+    };
+    let on_a = signed_in(a.url()).await;
+    let mut on_b = signed_in(b.url()).await;
+    let (_anonymous, _) = Client::connect(&b.url(), Codec::MsgPack, info("guest")).await;
+    for node in [&a, &b] {
+        assert_eq!(
+            node.hub.user_connections("ada").await.unwrap(),
+            2,
+            "one on each node"
+        );
+    }
+    on_b.close_normally().await;
+    let counted_down = async {
+        while a.hub.user_connections("ada").await.unwrap() != 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, counted_down)
+        .await
+        .expect("the closed connection stops counting");
+    drop(on_a);
 }

@@ -10,12 +10,15 @@ use sacred_proto::Peer;
 
 use crate::broker::BrokerError;
 
-/// Keeps each channel's present clients.
+/// Keeps each channel's present clients, and each user's connections.
 ///
 /// Contract: `add` records `peer` as present in `channel` (the hub calls it
 /// when a subscription in a namespace with presence succeeds) and `remove`
 /// forgets it (on unsubscribe and disconnect); `list` and `count` see every
-/// node's clients, each once. A store shared by several nodes must also
+/// node's clients, each once. Likewise `user_connected` and
+/// `user_disconnected` (on connect and disconnect of a client with a user)
+/// and `user_connections`, which counts a user's connections on every node
+/// (the basis of per-user connection limits). A store shared by several nodes must also
 /// forget the clients of a node that died, within a bounded time (entries
 /// that expire unless their node refreshes them).
 pub trait PresenceStore: Send + Sync + 'static {
@@ -39,7 +42,25 @@ pub trait PresenceStore: Send + Sync + 'static {
     /// How many clients are present in `channel`.
     fn count<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>>;
 
-    /// How often the node must `add` its present clients again, for a store
+    /// Records that client `client` of `user` is connected.
+    fn user_connected<'a>(
+        &'a self,
+        user: &'a str,
+        client: &'a str,
+    ) -> BoxFuture<'a, Result<(), BrokerError>>;
+
+    /// Forgets client `client` of `user`.
+    fn user_disconnected<'a>(
+        &'a self,
+        user: &'a str,
+        client: &'a str,
+    ) -> BoxFuture<'a, Result<(), BrokerError>>;
+
+    /// How many connections `user` has.
+    fn user_connections<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>>;
+
+    /// How often the node must `add` its present clients (and
+    /// `user_connected` its users' clients) again, for a store
     /// whose entries expire (`None`, the default: never).
     fn refresh_interval(&self) -> Option<std::time::Duration> {
         None
@@ -51,6 +72,7 @@ pub trait PresenceStore: Send + Sync + 'static {
 #[derive(Debug, Default)]
 pub struct MemoryPresence {
     channels: DashMap<String, HashMap<String, Peer>>,
+    users: DashMap<String, std::collections::HashSet<String>>,
 }
 
 impl MemoryPresence {
@@ -101,6 +123,35 @@ impl PresenceStore for MemoryPresence {
             .channels
             .get(channel)
             .map_or(0, |present| present.len());
+        std::future::ready(Ok(count)).boxed()
+    }
+
+    fn user_connected<'a>(
+        &'a self,
+        user: &'a str,
+        client: &'a str,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        self.users
+            .entry(user.to_owned())
+            .or_default()
+            .insert(client.to_owned());
+        std::future::ready(Ok(())).boxed()
+    }
+
+    fn user_disconnected<'a>(
+        &'a self,
+        user: &'a str,
+        client: &'a str,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        if let Some(mut clients) = self.users.get_mut(user) {
+            clients.remove(client);
+        }
+        self.users.remove_if(user, |_, clients| clients.is_empty());
+        std::future::ready(Ok(())).boxed()
+    }
+
+    fn user_connections<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>> {
+        let count = self.users.get(user).map_or(0, |clients| clients.len());
         std::future::ready(Ok(count)).boxed()
     }
 }

@@ -11,6 +11,7 @@
 //! | `sacred.m.c` | the stream's meta hash: `e` its epoch, `s` its last offset |
 //! | `sacred.c.c` | the pub/sub channel: `p<offset>:<epoch>:<push>`, `j<push>`, `l<push>` |
 //! | `sacred.pe.c`, `sacred.pd.c` | presence: a sorted set of expiry times, a hash of peers |
+//! | `sacred.u.<user>` | a user's connections: client ids scored by expiry time |
 //!
 //! A publish is one Lua script (offset, stream entry and pub/sub message in
 //! one step), so every node sees a channel's publications in offset order.
@@ -181,6 +182,8 @@ struct Shared {
     presence_add: Script,
     presence_remove: Script,
     presence_list: Script,
+    user_add: Script,
+    user_count: Script,
 }
 
 impl Shared {
@@ -288,6 +291,8 @@ impl RedisBroker {
             presence_add: Script::new(scripts::PRESENCE_ADD),
             presence_remove: Script::new(scripts::PRESENCE_REMOVE),
             presence_list: Script::new(scripts::PRESENCE_LIST),
+            user_add: Script::new(scripts::USER_ADD),
+            user_count: Script::new(scripts::USER_COUNT),
         };
         Ok(RedisBroker {
             shared: Arc::new(shared),
@@ -735,6 +740,58 @@ impl PresenceStore for RedisPresence {
         async move {
             redis::from_redis_value(self.list_or_count(channel, true).await?)
                 .map_err(BrokerError::unavailable)
+        }
+        .boxed()
+    }
+
+    fn user_connected<'a>(
+        &'a self,
+        user: &'a str,
+        client: &'a str,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        async move {
+            let shared = &self.shared;
+            let ttl = shared.config.presence_ttl;
+            let mut connection = shared.shard(user).commands.clone();
+            let mut invocation = shared.user_add.prepare_invoke();
+            invocation
+                .key(shared.key("u", user))
+                .arg(now_ms() + ttl.as_millis() as u64)
+                .arg(client)
+                .arg(ttl.as_secs().max(1) * 2);
+            shared
+                .call(invocation.invoke_async::<i64>(&mut connection))
+                .await
+                .map(drop)
+        }
+        .boxed()
+    }
+
+    fn user_disconnected<'a>(
+        &'a self,
+        user: &'a str,
+        client: &'a str,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        async move {
+            let shared = &self.shared;
+            let mut connection = shared.shard(user).commands.clone();
+            let mut command = redis::cmd("ZREM");
+            command.arg(shared.key("u", user)).arg(client);
+            shared
+                .call(command.query_async::<i64>(&mut connection))
+                .await
+                .map(drop)
+        }
+        .boxed()
+    }
+
+    fn user_connections<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>> {
+        async move {
+            let shared = &self.shared;
+            let mut connection = shared.shard(user).commands.clone();
+            let mut invocation = shared.user_count.prepare_invoke();
+            invocation.key(shared.key("u", user)).arg(now_ms());
+            shared.call(invocation.invoke_async(&mut connection)).await
         }
         .boxed()
     }

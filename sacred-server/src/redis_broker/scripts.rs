@@ -88,3 +88,17 @@ if ARGV[2] == "1" then
 end
 return redis.call("hvals", KEYS[2])
 "#;
+
+/// Record a user's connection. KEYS: the user's set. ARGV: expires at (ms),
+/// client id, key TTL (s).
+pub(crate) const USER_ADD: &str = r#"
+redis.call("zadd", KEYS[1], ARGV[1], ARGV[2])
+redis.call("expire", KEYS[1], ARGV[3])
+return 1
+"#;
+
+/// Count a user's live connections. KEYS: the user's set. ARGV: now (ms).
+pub(crate) const USER_COUNT: &str = r#"
+redis.call("zremrangebyscore", KEYS[1], "-inf", ARGV[1])
+return redis.call("zcard", KEYS[1])
+"#;

@@ -37,6 +37,10 @@ pub(crate) struct Args {
     /// the deliveries lost.
     #[arg(long)]
     open_loop: bool,
+    /// Connect the publishers to this URL (another node of the same hub)
+    /// instead of `--url`, so every publication crosses the broker.
+    #[arg(long)]
+    publish_url: Option<String>,
     #[command(flatten)]
     traffic: TrafficArgs,
 }
@@ -58,7 +62,14 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Value, Error> {
         Some(CHANNEL.to_owned())
     })
     .await?;
-    let publishers = connect_all(common, args.publishers, "load-publisher", |_| None).await?;
+    let publishing = Common {
+        url: args
+            .publish_url
+            .clone()
+            .unwrap_or_else(|| common.url.clone()),
+        ..common.clone()
+    };
+    let publishers = connect_all(&publishing, args.publishers, "load-publisher", |_| None).await?;
     let shared = Arc::new(Shared {
         traffic: Traffic::default(),
         slots: Semaphore::new(args.window * args.subscribers),

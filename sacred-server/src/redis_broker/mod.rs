@@ -195,6 +195,20 @@ impl Shared {
         format!("{}.{kind}.{channel}", self.config.prefix)
     }
 
+    /// Runs `script` on the shard of `shard_key` (a channel or a user) with
+    /// the keys and arguments `build` gives it.
+    async fn script<T: redis::FromRedisValue>(
+        &self,
+        shard_key: &str,
+        script: &Script,
+        build: impl FnOnce(&mut redis::ScriptInvocation<'_>),
+    ) -> Result<T, BrokerError> {
+        let mut connection = self.shard(shard_key).commands.clone();
+        let mut invocation = script.prepare_invoke();
+        build(&mut invocation);
+        self.call(invocation.invoke_async(&mut connection)).await
+    }
+
     /// Runs one Redis call under the timeout and the breaker.
     async fn call<T>(&self, call: impl Future<Output = RedisResult<T>>) -> Result<T, BrokerError> {
         self.breaker.admit()?;
@@ -508,18 +522,18 @@ impl Broker for RedisBroker {
                 shared.call(publish).await?;
                 return Ok(Arc::new(publication));
             };
-            let mut invocation = shared.publish.prepare_invoke();
-            invocation
-                .key(shared.key("s", channel))
-                .key(shared.key("m", channel))
-                .arg(payload)
-                .arg(retention.size.max(1))
-                .arg(retention.ttl.as_secs().max(1))
-                .arg((retention.ttl + shared.config.meta_ttl).as_secs().max(1))
-                .arg(new_epoch())
-                .arg(self.pubsub_channel(channel));
             let (offset, epoch): (u64, String) = shared
-                .call(invocation.invoke_async(&mut connection))
+                .script(channel, &shared.publish, |invocation| {
+                    invocation
+                        .key(shared.key("s", channel))
+                        .key(shared.key("m", channel))
+                        .arg(payload)
+                        .arg(retention.size.max(1))
+                        .arg(retention.ttl.as_secs().max(1))
+                        .arg((retention.ttl + shared.config.meta_ttl).as_secs().max(1))
+                        .arg(new_epoch())
+                        .arg(self.pubsub_channel(channel));
+                })
                 .await?;
             let mut stored = publication;
             stored.offset = Some(offset);
@@ -574,19 +588,18 @@ impl Broker for RedisBroker {
     ) -> BoxFuture<'a, Result<Page, BrokerError>> {
         async move {
             let shared = &self.shared;
-            let mut connection = shared.shard(channel).commands.clone();
             let since = query.since.as_ref().map(|since| since.offset);
-            let mut invocation = shared.read.prepare_invoke();
-            invocation
-                .key(shared.key("s", channel))
-                .key(shared.key("m", channel))
-                .arg(new_epoch())
-                .arg(shared.config.meta_ttl.as_secs().max(1))
-                .arg(since.map(|s| s.to_string()).unwrap_or_default())
-                .arg(query.limit.map(|l| l.to_string()).unwrap_or_default())
-                .arg(if query.reverse { "1" } else { "0" });
             let (epoch, top, first, entries): ReadReply = shared
-                .call(invocation.invoke_async(&mut connection))
+                .script(channel, &shared.read, |invocation| {
+                    invocation
+                        .key(shared.key("s", channel))
+                        .key(shared.key("m", channel))
+                        .arg(new_epoch())
+                        .arg(shared.config.meta_ttl.as_secs().max(1))
+                        .arg(since.map(|s| s.to_string()).unwrap_or_default())
+                        .arg(query.limit.map(|l| l.to_string()).unwrap_or_default())
+                        .arg(if query.reverse { "1" } else { "0" });
+                })
                 .await?;
             if let Some(since) = &query.since {
                 // Another epoch, beyond the top, or publications after it gone.
@@ -661,14 +674,15 @@ fn now_ms() -> u64 {
 impl RedisPresence {
     async fn list_or_count(&self, channel: &str, count: bool) -> Result<RedisValue, BrokerError> {
         let shared = &self.shared;
-        let mut connection = shared.shard(channel).commands.clone();
-        let mut invocation = shared.presence_list.prepare_invoke();
-        invocation
-            .key(shared.key("pe", channel))
-            .key(shared.key("pd", channel))
-            .arg(now_ms())
-            .arg(if count { "1" } else { "0" });
-        shared.call(invocation.invoke_async(&mut connection)).await
+        shared
+            .script(channel, &shared.presence_list, |invocation| {
+                invocation
+                    .key(shared.key("pe", channel))
+                    .key(shared.key("pd", channel))
+                    .arg(now_ms())
+                    .arg(if count { "1" } else { "0" });
+            })
+            .await
     }
 }
 
@@ -682,17 +696,16 @@ impl PresenceStore for RedisPresence {
             let shared = &self.shared;
             let payload = encode(Join::new(channel, peer.clone()))?;
             let ttl = shared.config.presence_ttl;
-            let mut connection = shared.shard(channel).commands.clone();
-            let mut invocation = shared.presence_add.prepare_invoke();
-            invocation
-                .key(shared.key("pe", channel))
-                .key(shared.key("pd", channel))
-                .arg(now_ms() + ttl.as_millis() as u64)
-                .arg(&peer.id)
-                .arg(payload)
-                .arg(ttl.as_secs().max(1) * 2);
             shared
-                .call(invocation.invoke_async::<i64>(&mut connection))
+                .script::<i64>(channel, &shared.presence_add, |invocation| {
+                    invocation
+                        .key(shared.key("pe", channel))
+                        .key(shared.key("pd", channel))
+                        .arg(now_ms() + ttl.as_millis() as u64)
+                        .arg(&peer.id)
+                        .arg(payload)
+                        .arg(ttl.as_secs().max(1) * 2);
+                })
                 .await
                 .map(drop)
         }
@@ -706,14 +719,13 @@ impl PresenceStore for RedisPresence {
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
         async move {
             let shared = &self.shared;
-            let mut connection = shared.shard(channel).commands.clone();
-            let mut invocation = shared.presence_remove.prepare_invoke();
-            invocation
-                .key(shared.key("pe", channel))
-                .key(shared.key("pd", channel))
-                .arg(client);
             shared
-                .call(invocation.invoke_async::<i64>(&mut connection))
+                .script::<i64>(channel, &shared.presence_remove, |invocation| {
+                    invocation
+                        .key(shared.key("pe", channel))
+                        .key(shared.key("pd", channel))
+                        .arg(client);
+                })
                 .await
                 .map(drop)
         }
@@ -752,15 +764,14 @@ impl PresenceStore for RedisPresence {
         async move {
             let shared = &self.shared;
             let ttl = shared.config.presence_ttl;
-            let mut connection = shared.shard(user).commands.clone();
-            let mut invocation = shared.user_add.prepare_invoke();
-            invocation
-                .key(shared.key("u", user))
-                .arg(now_ms() + ttl.as_millis() as u64)
-                .arg(client)
-                .arg(ttl.as_secs().max(1) * 2);
             shared
-                .call(invocation.invoke_async::<i64>(&mut connection))
+                .script::<i64>(user, &shared.user_add, |invocation| {
+                    invocation
+                        .key(shared.key("u", user))
+                        .arg(now_ms() + ttl.as_millis() as u64)
+                        .arg(client)
+                        .arg(ttl.as_secs().max(1) * 2);
+                })
                 .await
                 .map(drop)
         }
@@ -788,10 +799,11 @@ impl PresenceStore for RedisPresence {
     fn user_connections<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<usize, BrokerError>> {
         async move {
             let shared = &self.shared;
-            let mut connection = shared.shard(user).commands.clone();
-            let mut invocation = shared.user_count.prepare_invoke();
-            invocation.key(shared.key("u", user)).arg(now_ms());
-            shared.call(invocation.invoke_async(&mut connection)).await
+            shared
+                .script(user, &shared.user_count, |invocation| {
+                    invocation.key(shared.key("u", user)).arg(now_ms());
+                })
+                .await
         }
         .boxed()
     }

@@ -587,3 +587,54 @@ async fn a_user_s_connections_are_counted_across_nodes() {
         .expect("the closed connection stops counting");
     drop(on_a);
 }
+
+/// Channels spread over two Redis shards by their names: both shards hold
+/// streams, and every channel still crosses nodes in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_are_sharded_over_several_redis_instances() {
+    let (first, second) = (Redis::start().await, Redis::start().await);
+    let node = || async {
+        let config = sacred_server::RedisConfig::new([first.url(), second.url()]);
+        let broker = sacred_server::RedisBroker::connect(config)
+            .await
+            .expect("both shards up");
+        let presence = broker.presence();
+        Server::start(
+            sacred_server::Hub::builder()
+                .broker(broker)
+                .presence_store(presence),
+        )
+        .await
+    };
+    let (a, b) = (node().await, node().await);
+    let channels: Vec<String> = (0..20).map(|n| format!("shard{n}")).collect();
+    let (mut reader, _) = Client::connect(&a.url(), Codec::MsgPack, info("reader")).await;
+    for channel in &channels {
+        subscribe(&mut reader, channel, false).await;
+    }
+    let (mut writer, _) = Client::connect(&b.url(), Codec::MsgPack, info("writer")).await;
+    for channel in &channels {
+        publish_all(&mut writer, channel, 0..3).await;
+    }
+    let mut seen = std::collections::HashMap::<String, u64>::new();
+    for _ in 0..channels.len() * 3 {
+        let publication = reader.publication().await;
+        let last = seen.entry(publication.channel.clone()).or_default();
+        assert_eq!(
+            publication.offset,
+            Some(*last + 1),
+            "{}: in order",
+            publication.channel
+        );
+        *last += 1;
+    }
+    for redis in [&first, &second] {
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: u64 = redis::cmd("DBSIZE")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert!(keys > 0, "every shard holds some channels' streams");
+    }
+}

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `sacred.s.c` | the stream: entries `0-<offset>` with field `d`, a MessagePack publication push |
 //! | `sacred.m.c` | the stream's meta hash: `e` its epoch, `s` its last offset |
-//! | `sacred.c.c` | the pub/sub channel: `p<offset>:<epoch>:<push>`, `j<push>`, `l<push>` |
+//! | `sacred.c.c` | the pub/sub channel: `p<offset>:<epoch>:<push>` (with a stream), `u<push>` (without), `j<push>`, `l<push>` |
 //! | `sacred.pe.c`, `sacred.pd.c` | presence: a sorted set of expiry times, a hash of peers |
 //! | `sacred.u.<user>` | a user's connections: client ids scored by expiry time |
 //!

@@ -3,14 +3,13 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use sacred_proto::*;
 use support::*;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 /// A running `sacred-server` and the address it listens on.
 struct Process {
@@ -21,27 +20,7 @@ struct Process {
 impl Process {
     /// Starts the binary on a free port with `args`; returns once it listens.
     async fn start(args: &[&str]) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sacred-server"))
-            .args(["--bind", "127.0.0.1:0", "--log-format", "json"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the binary starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = tokio::time::timeout(WAIT, async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                let log: serde_json::Value = serde_json::from_str(&line).unwrap();
-                if let Some(address) = log["fields"]["address"].as_str() {
-                    return address.parse().unwrap();
-                }
-            }
-            panic!("the binary exited before listening");
-        })
-        .await
-        .expect("the binary listens in time");
-        // Keep reading its log, so that it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (child, addr) = spawn_binary(args).await;
         Process { child, addr }
     }
 

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use sacred_proto::*;
 use support::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// A `redis-server` of its own, stopped (killed) on drop.
@@ -111,26 +110,8 @@ impl Node {
             ),
         )
         .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sacred-server"))
-            .args(["--bind", "127.0.0.1:0", "--log-format", "json", "--config"])
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the binary starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = tokio::time::timeout(WAIT, async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                let log: serde_json::Value = serde_json::from_str(&line).unwrap();
-                if let Some(address) = log["fields"]["address"].as_str() {
-                    return address.parse().unwrap();
-                }
-            }
-            panic!("the node exited before listening");
-        })
-        .await
-        .expect("the node listens in time");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (child, addr) =
+            spawn_binary([std::ffi::OsStr::new("--config"), config.as_os_str()]).await;
         Node { child, addr }
     }
 

@@ -24,6 +24,38 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// The longest any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// Starts the `sacred-server` binary on 127.0.0.1:0 with JSON logs and
+/// `args`; returns it and its address once it listens. Its log is read on
+/// meanwhile, so it never blocks on a full pipe.
+pub async fn spawn_binary<I, S>(args: I) -> (tokio::process::Child, SocketAddr)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sacred-server"))
+        .args(["--bind", "127.0.0.1:0", "--log-format", "json"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let log: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if let Some(address) = log["fields"]["address"].as_str() {
+                return address.parse().unwrap();
+            }
+        }
+        panic!("the binary exited before listening");
+    })
+    .await
+    .expect("the binary listens in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
 pub struct Server {
     pub addr: SocketAddr,
     pub hub: Hub,

@@ -12,13 +12,13 @@
 // publication comes from the DevTools protocol (TaskDuration).
 
 import { execFileSync, spawn } from "node:child_process";
-import { createServer } from "node:http";
-import { readFile, writeFile, chmod, mkdtemp } from "node:fs/promises";
+import { writeFile, chmod, mkdtemp } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { tmpdir, cpus } from "node:os";
-import { extname, join, normalize, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { serveStatic } from "../bindings/wasm/tests/static.mjs";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const root = resolve(here, "..");
@@ -58,22 +58,8 @@ function publish(url) {
   });
 }
 
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
 function serve() {
-  const mounts = { "/pkg/": join(root, "target/wasm-package"), "/": join(here, "browser") };
-  const server = createServer(async (request, response) => {
-    const path = decodeURIComponent(new URL(request.url, "http://x").pathname);
-    const [prefix, dir] = Object.entries(mounts).find(([p]) => path.startsWith(p));
-    const file = normalize(join(dir, path.slice(prefix.length)));
-    try {
-      const body = await readFile(file);
-      response.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" });
-      response.end(body);
-    } catch {
-      response.writeHead(404).end();
-    }
-  });
-  return new Promise((resolvePromise) => server.listen(0, "127.0.0.1", () => resolvePromise(server)));
+  return serveStatic({ "/pkg/": join(root, "target/wasm-package"), "/": join(here, "browser") });
 }
 
 async function measure(browser, port, page_kind) {

@@ -8,14 +8,14 @@
 // process; each test is bounded, and so is the whole run.
 
 import { spawn, execFileSync } from "node:child_process";
-import { createServer } from "node:http";
 import { readFile, writeFile } from "node:fs/promises";
-import { extname, join, normalize, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 import { build as buildExamples } from "../../../examples/browser/build.mjs";
+import { serveStatic } from "./static.mjs";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const root = resolve(here, "../../..");
@@ -37,23 +37,8 @@ function startHub() {
   });
 }
 
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".ts": "text/plain" };
-
 function serve() {
-  const mounts = { "/pkg/": join(root, "target/wasm-package"), "/": here };
-  const server = createServer(async (request, response) => {
-    const path = decodeURIComponent(new URL(request.url, "http://x").pathname);
-    const [prefix, dir] = Object.entries(mounts).find(([p]) => path.startsWith(p));
-    const file = normalize(join(dir, path.slice(prefix.length)));
-    try {
-      const body = await readFile(file);
-      response.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" });
-      response.end(body);
-    } catch {
-      response.writeHead(404).end();
-    }
-  });
-  return new Promise((resolvePromise) => server.listen(0, "127.0.0.1", () => resolvePromise(server)));
+  return serveStatic({ "/pkg/": join(root, "target/wasm-package"), "/": here });
 }
 
 // examples/browser/chat.html, served next to the package as its comments say:

@@ -618,4 +618,239 @@ async fn channels_are_sharded_over_several_redis_instances() {
             .unwrap();
         assert!(keys > 0, "every shard holds some channels' streams");
     }
+
+    // One shard's Redis restarts: only its channels' subscribers recover.
+    let on = |redis: &Redis| {
+        let client = redis::Client::open(redis.url()).unwrap();
+        let channels = channels.clone();
+        async move {
+            let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+            for channel in channels {
+                let held: bool = redis::cmd("EXISTS")
+                    .arg(format!("sacred.s.{channel}"))
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap();
+                if held {
+                    return channel;
+                }
+            }
+            panic!("a channel on every shard");
+        }
+    };
+    let (steady, restarted) = (on(&first).await, on(&second).await);
+    let (mut steady_reader, _) = Client::connect(&a.url(), Codec::MsgPack, info("steady")).await;
+    subscribe(&mut steady_reader, &steady, false).await;
+    let (mut restarted_reader, _) = Client::connect(&a.url(), Codec::MsgPack, info("moved")).await;
+    subscribe(&mut restarted_reader, &restarted, false).await;
+    let dir = second.kill().await;
+    let _second = Redis::start_in(dir, false).await;
+    assert_eq!(
+        restarted_reader.closed().await,
+        Some(3005),
+        "the restarted shard's subscribers recover"
+    );
+    publish_all(&mut writer, &steady, 3..4).await;
+    assert_eq!(
+        steady_reader.publication().await.offset,
+        Some(4),
+        "the other shard's subscribers stay, live"
+    );
+}
+
+/// A free loopback TCP port (Sentinel speaks TCP only): bound, read, freed.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` on a loopback TCP port with `args`, killed on drop.
+async fn tcp_redis(port: u16, dir: &std::path::Path, args: &[&str]) -> Child {
+    let child = Command::new("redis-server")
+        .args(args)
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server runs (scripts/test installs it)");
+    let ready = async {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, ready)
+        .await
+        .expect("redis-server listens in time");
+    child
+}
+
+/// Polls `query` against the Redis (or Sentinel) on `port` until `done`
+/// holds for its answer (bounded).
+async fn poll_redis<T: redis::FromRedisValue>(
+    port: u16,
+    query: redis::Cmd,
+    done: impl Fn(&T) -> bool,
+    what: &str,
+) {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let polled = async {
+        loop {
+            if let Ok(mut connection) = client.get_multiplexed_async_connection().await
+                && let Ok(answer) = query.query_async::<T>(&mut connection).await
+                && done(&answer)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), polled)
+        .await
+        .unwrap_or_else(|_| panic!("{what} in time"));
+}
+
+/// Redis Sentinel: the master is killed; Sentinel promotes the replica,
+/// both nodes move to it, the subscriber is told to recover (the switch's
+/// pub/sub messages never arrive) and recovers from the replicated stream
+/// with `recovered: true`, and publishing goes on from the new master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_fails_over_and_the_nodes_follow_the_new_master() {
+    let dir = std::env::temp_dir().join(format!(
+        "sacred-sentinel-{}-{:x}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    for sub in ["master", "replica", "sentinel"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let (master_port, replica_port, sentinel_port) = (free_port(), free_port(), free_port());
+    let no_persistence = ["--save", "", "--appendonly", "no"];
+    let mut master = tcp_redis(master_port, &dir.join("master"), &no_persistence).await;
+    let master_address = master_port.to_string();
+    let replica_args = [
+        &no_persistence[..],
+        &["--replicaof", "127.0.0.1", &master_address],
+    ]
+    .concat();
+    let _replica = tcp_redis(replica_port, &dir.join("replica"), &replica_args).await;
+    let sentinel_conf = dir.join("sentinel").join("sentinel.conf");
+    std::fs::write(
+        &sentinel_conf,
+        format!(
+            "sentinel monitor main 127.0.0.1 {master_port} 1\n\
+             sentinel down-after-milliseconds main 500\n\
+             sentinel failover-timeout main 3000\n"
+        ),
+    )
+    .unwrap();
+    let conf = sentinel_conf.to_str().unwrap();
+    let _sentinel = tcp_redis(sentinel_port, &dir.join("sentinel"), &[conf, "--sentinel"]).await;
+    // Sentinel must know the replica before it can promote it.
+    let mut replicas = redis::cmd("SENTINEL");
+    replicas.arg("replicas").arg("main");
+    poll_redis::<Vec<redis::Value>>(
+        sentinel_port,
+        replicas,
+        |replicas| !replicas.is_empty(),
+        "Sentinel sees the replica",
+    )
+    .await;
+
+    let url = format!("redis+sentinel://127.0.0.1:{sentinel_port}/main");
+    let node = || async {
+        let broker = sacred_server::RedisBroker::connect(sacred_server::RedisConfig::new([&url]))
+            .await
+            .expect("Sentinel names the master");
+        let presence = broker.presence();
+        let mut namespace = sacred_server::NamespaceOptions::default();
+        namespace.history_size = 1000;
+        Server::start(
+            sacred_server::Hub::builder()
+                .namespace("", namespace)
+                .broker(broker)
+                .presence_store(presence),
+        )
+        .await
+    };
+    let (a, b) = (node().await, node().await);
+    let (mut reader, _) = Client::connect(&a.url(), Codec::MsgPack, info("reader")).await;
+    let first = subscribe(&mut reader, "feed", false).await;
+    let (mut publisher, _) = Client::connect(&b.url(), Codec::MsgPack, info("publisher")).await;
+    publish_all(&mut publisher, "feed", 0..10).await;
+    for offset in 1..=10 {
+        assert_eq!(reader.publication().await.offset, Some(offset));
+    }
+    // Replication is asynchronous: the test waits until the replica holds
+    // all ten before it kills the master (what it lacks would be lost).
+    let mut wait = redis::cmd("WAIT");
+    wait.arg(1).arg(1000);
+    poll_redis::<i64>(
+        master_port,
+        wait,
+        |acked| *acked == 1,
+        "the replica caught up",
+    )
+    .await;
+
+    master.kill().await.unwrap();
+    let mut named = redis::cmd("SENTINEL");
+    named.arg("get-master-addr-by-name").arg("main");
+    let promoted = replica_port.to_string();
+    poll_redis::<(String, String)>(
+        sentinel_port,
+        named,
+        |(_, port)| *port == promoted,
+        "Sentinel promotes the replica",
+    )
+    .await;
+
+    // Publishing goes on from the new master: temporary errors until the
+    // node has moved, then acks.
+    let retried = async {
+        loop {
+            match publisher
+                .request(PublishRequest::new("feed", Value::from(10u64)))
+                .await
+            {
+                Ok(_) => return,
+                Err(err) => assert!(err.temporary, "only temporary errors: {err:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), retried)
+        .await
+        .expect("a publish succeeds on the new master");
+    assert_eq!(
+        reader.closed().await,
+        Some(3005),
+        "told to recover after the switch"
+    );
+    let (mut reader, _) = Client::connect(&a.url(), Codec::MsgPack, info("reader")).await;
+    let mut again = SubscribeRequest::new("feed");
+    again.recover = Some(StreamPosition::new(10, first.epoch.clone().unwrap()));
+    let reply = subscribe_reply(reader.request(again).await);
+    assert!(reply.recovered, "the replica held the stream");
+    assert_eq!(reply.epoch, first.epoch);
+    assert_eq!(reply.offset, Some(11));
+    assert_eq!(
+        reply
+            .publications
+            .iter()
+            .map(|p| p.offset)
+            .collect::<Vec<_>>(),
+        vec![Some(11)],
+        "the publication made after the switch, once"
+    );
+    publish_all(&mut publisher, "feed", 11..12).await;
+    assert_eq!(reader.publication().await.offset, Some(12), "live again");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -17,17 +17,17 @@
 //! one step), so every node sees a channel's publications in offset order.
 //! Channels are spread over the configured Redis instances by jump
 //! consistent hashing of their names, as Centrifugo does; every instance
-//! has its own pub/sub connection. Every call has a timeout, and repeated
+//! has its own pub/sub connection, and a shard given as Sentinels follows
+//! its master across failovers. Every call has a timeout, and repeated
 //! failures open a circuit breaker: calls then fail at once (clients get a
 //! temporary error) and `/ready` says no, until a probe succeeds.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushInfo, PushKind, RedisResult, Script, Value as RedisValue};
 use sacred_proto::{
     Codec, Join, Leave, Limits, Peer, Publication, Push, ServerMessage, StreamPosition,
@@ -39,12 +39,18 @@ use crate::history::{Page, Query, Retention};
 use crate::presence::PresenceStore;
 
 mod scripts;
+mod shard;
+
+use shard::Shard;
 
 /// How the Redis backend connects and keeps its keys.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// One `redis://` URL per shard (RESP3 is switched on by the backend).
+    /// One URL per shard: `redis://host:port`, `redis+unix:///path`, or
+    /// `redis+sentinel://host:port[,host:port...]/master` for the master a
+    /// set of Sentinels names (followed across failovers). RESP3 is switched
+    /// on by the backend.
     pub urls: Vec<String>,
     /// The prefix of every key and pub/sub channel.
     pub prefix: String,
@@ -167,11 +173,6 @@ impl Breaker {
     }
 }
 
-struct Shard {
-    commands: ConnectionManager,
-    subscriber: ConnectionManager,
-}
-
 /// What `RedisBroker` and `RedisPresence` share: the shards and the breaker.
 struct Shared {
     config: RedisConfig,
@@ -203,7 +204,7 @@ impl Shared {
         script: &Script,
         build: impl FnOnce(&mut redis::ScriptInvocation<'_>),
     ) -> Result<T, BrokerError> {
-        let mut connection = self.shard(shard_key).commands.clone();
+        let mut connection = self.shard(shard_key).commands();
         let mut invocation = script.prepare_invoke();
         build(&mut invocation);
         self.call(invocation.invoke_async(&mut connection)).await
@@ -260,40 +261,14 @@ impl RedisBroker {
         let mut shards = Vec::with_capacity(config.urls.len());
         let mut pushes = Vec::with_capacity(config.urls.len());
         for url in &config.urls {
-            let failed = |source| RedisSetupError::Connect {
-                url: url.clone(),
-                source,
-            };
-            // RESP3: pub/sub messages arrive as pushes on a connection that
-            // also takes commands, and the manager resubscribes after a reconnect.
-            let resp3 = if url.contains('?') {
-                format!("{url}&protocol=resp3")
-            } else {
-                format!("{url}?protocol=resp3")
-            };
-            let client = redis::Client::open(resp3).map_err(failed)?;
-            let manager = || {
-                ConnectionManagerConfig::new()
-                    .set_response_timeout(Some(config.timeout))
-                    .set_connection_timeout(Some(config.timeout))
-                    .set_max_delay(Duration::from_secs(2))
-            };
-            let commands = ConnectionManager::new_with_config(client.clone(), manager())
-                .await
-                .map_err(failed)?;
             let (sender, receiver) = unbounded_channel();
-            let subscriber = ConnectionManager::new_with_config(
-                client,
-                manager()
-                    .set_push_sender(sender)
-                    .set_automatic_resubscription(),
-            )
-            .await
-            .map_err(failed)?;
-            shards.push(Shard {
-                commands,
-                subscriber,
-            });
+            let shard = Shard::connect(url, config.timeout, sender)
+                .await
+                .map_err(|source| RedisSetupError::Connect {
+                    url: url.clone(),
+                    source,
+                })?;
+            shards.push(shard);
             pushes.push(receiver);
         }
         let shared = Shared {
@@ -339,7 +314,7 @@ fn new_epoch() -> String {
 /// While the circuit is open, pings every shard each [`OPEN_FOR`]; closes
 /// it once all answer (so `/ready` turns true again without waiting for a
 /// client's call). Ends with the broker.
-async fn probe(shared: std::sync::Weak<Shared>) {
+async fn probe(shared: Weak<Shared>) {
     let mut ticks = tokio::time::interval(OPEN_FOR);
     loop {
         ticks.tick().await;
@@ -351,7 +326,7 @@ async fn probe(shared: std::sync::Weak<Shared>) {
         }
         let mut answered = true;
         for shard in &shared.shards {
-            let mut connection = shard.commands.clone();
+            let mut connection = shard.commands();
             let ping = redis::cmd("PING");
             let pong = tokio::time::timeout(
                 shared.config.timeout,
@@ -362,6 +337,35 @@ async fn probe(shared: std::sync::Weak<Shared>) {
         if answered {
             tracing::info!("Redis answers again: circuit closed");
             shared.breaker.succeeded();
+        }
+    }
+}
+
+/// Keeps a Sentinel shard on the current master (see [`Shard::follow_master`]).
+/// Ends with the broker.
+async fn follow_master(shared: Weak<Shared>, shard: usize) {
+    let mut ticks = tokio::time::interval(shard::SENTINEL_POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        ticks.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        match shared.shards[shard].follow_master().await {
+            Ok(moved) => {
+                if moved {
+                    // The new master answered while the connections opened.
+                    shared.breaker.succeeded();
+                }
+                failing = false;
+            }
+            // Once per outage, not every poll.
+            Err(err) if !failing => {
+                tracing::warn!(%err, "Redis Sentinel: cannot learn the master");
+                failing = true;
+            }
+            Err(_) => {}
         }
     }
 }
@@ -396,19 +400,30 @@ fn decode(bytes: &[u8]) -> Option<Push> {
 /// When the pub/sub connection drops, what is published until it is back
 /// never arrives. Subscribers stay connected meanwhile (their publishes get
 /// temporary errors); once the connection manager has resubscribed, every
-/// subscriber here is told to recover (3005), from the stream if it survived
-/// (Redis with AOF) or under a new epoch if not.
+/// subscriber of this shard's channels is told to recover (3005), from the
+/// stream if it survived (Redis with AOF or a replica promoted by Sentinel)
+/// or under a new epoch if not.
 async fn deliver(
-    prefix: String,
+    shared: Weak<Shared>,
+    shard: usize,
     mut pushes: UnboundedReceiver<PushInfo>,
     events: Arc<dyn BrokerEvents>,
 ) {
-    let channel_prefix = format!("{prefix}.c.");
+    let Some(channel_prefix) = shared.upgrade().map(|s| s.key("c", "")) else {
+        return;
+    };
     let mut lost = false;
     while let Some(push) = pushes.recv().await {
         if lost && !matches!(push.kind, PushKind::Disconnection) {
             tracing::info!("Redis pub/sub is back: subscribers recover from the streams");
-            events.lost(None);
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            for target in shared.shards[shard].channels() {
+                if let Some(channel) = target.strip_prefix(&channel_prefix) {
+                    events.lost(Some(channel));
+                }
+            }
             lost = false;
         }
         match push.kind {
@@ -491,12 +506,12 @@ impl Broker for RedisBroker {
         }
         tokio::spawn(probe(Arc::downgrade(&self.shared)));
         let pushes = std::mem::take(&mut *self.pushes.lock().unwrap_or_else(|p| p.into_inner()));
-        for receiver in pushes {
-            tokio::spawn(deliver(
-                self.shared.config.prefix.clone(),
-                receiver,
-                Arc::clone(&events),
-            ));
+        for (shard, receiver) in pushes.into_iter().enumerate() {
+            let shared = Arc::downgrade(&self.shared);
+            tokio::spawn(deliver(shared, shard, receiver, Arc::clone(&events)));
+            if self.shared.shards[shard].has_sentinel() {
+                tokio::spawn(follow_master(Arc::downgrade(&self.shared), shard));
+            }
         }
     }
 
@@ -510,7 +525,7 @@ impl Broker for RedisBroker {
             let shared = &self.shared;
             let shard = shared.shard(channel);
             let payload = encode(publication.clone())?;
-            let mut connection = shard.commands.clone();
+            let mut connection = shard.commands();
             let Some(retention) = retention else {
                 let mut message = Vec::with_capacity(payload.len() + 1);
                 message.push(b'u');
@@ -561,22 +576,18 @@ impl Broker for RedisBroker {
 
     fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
         async move {
-            let mut subscriber = self.shared.shard(channel).subscriber.clone();
+            let shard = self.shared.shard(channel);
             let target = self.pubsub_channel(channel);
-            self.shared
-                .call(async move { subscriber.subscribe(target).await })
-                .await
+            self.shared.call(shard.subscribe(target)).await
         }
         .boxed()
     }
 
     fn unsubscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
         async move {
-            let mut subscriber = self.shared.shard(channel).subscriber.clone();
+            let shard = self.shared.shard(channel);
             let target = self.pubsub_channel(channel);
-            self.shared
-                .call(async move { subscriber.unsubscribe(target).await })
-                .await
+            self.shared.call(shard.unsubscribe(target)).await
         }
         .boxed()
     }
@@ -645,7 +656,7 @@ impl RedisBroker {
             let mut message = Vec::with_capacity(push.len() + 1);
             message.push(tag);
             message.extend_from_slice(&push);
-            let mut connection = self.shared.shard(channel).commands.clone();
+            let mut connection = self.shared.shard(channel).commands();
             let target = self.pubsub_channel(channel);
             let mut command = redis::cmd("PUBLISH");
             command.arg(target).arg(message);
@@ -785,7 +796,7 @@ impl PresenceStore for RedisPresence {
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
         async move {
             let shared = &self.shared;
-            let mut connection = shared.shard(user).commands.clone();
+            let mut connection = shared.shard(user).commands();
             let mut command = redis::cmd("ZREM");
             command.arg(shared.key("u", user)).arg(client);
             shared

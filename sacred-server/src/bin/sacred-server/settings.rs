@@ -37,9 +37,10 @@ pub(crate) struct Cli {
     /// Serve the browser package in this directory under /client/vVERSION/ [default: off].
     #[arg(long, env = "SACRED_CLIENT_DIR")]
     client_dir: Option<PathBuf>,
-    /// A Redis shard for several nodes, redis://host:port (repeatable; env:
-    /// comma-separated) [default: none, one node in memory].
-    #[arg(long = "broker", env = "SACRED_BROKER", value_delimiter = ',')]
+    /// A Redis shard for several nodes: redis://host:port, or
+    /// redis+sentinel://host:port[,host:port...]/master (repeatable; env:
+    /// space-separated) [default: none, one node in memory].
+    #[arg(long = "broker", env = "SACRED_BROKER", value_delimiter = ' ')]
     broker: Vec<String>,
 }
 
@@ -141,10 +142,16 @@ impl Settings {
             settings.broker.urls.clone_from(&cli.broker);
         }
         for url in &settings.broker.urls {
-            let supported = ["redis://", "rediss://", "redis+unix://", "unix://"];
+            let supported = [
+                "redis://",
+                "rediss://",
+                "redis+unix://",
+                "unix://",
+                "redis+sentinel://",
+            ];
             if !supported.iter().any(|scheme| url.starts_with(scheme)) {
                 return Err(format!(
-                    "broker {url:?}: expected a redis://, rediss:// or redis+unix:// URL"
+                    "broker {url:?}: expected a redis://, redis+unix:// or redis+sentinel:// URL"
                 ));
             }
         }
@@ -233,6 +240,20 @@ user = "ada"
         assert!(!settings.hub.namespaces["chat"].presence);
         assert_eq!(settings.hub.api_keys[0].user, "ada");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn broker_urls_keep_their_commas_and_unknown_schemes_are_refused() {
+        let sentinel = "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/main";
+        let cli = Cli::parse_from(["sacred-server", "--broker", sentinel]);
+        let settings = Settings::load(&cli).unwrap();
+        assert_eq!(settings.broker.urls, [sentinel], "one shard, not two");
+        let cli = Cli::parse_from(["sacred-server", "--broker", "redis://a:1 redis://b:2"]);
+        let settings = Settings::load(&cli).unwrap();
+        assert_eq!(settings.broker.urls, ["redis://a:1", "redis://b:2"]);
+        let cli = Cli::parse_from(["sacred-server", "--broker", "http://a:1"]);
+        let err = Settings::load(&cli).unwrap_err();
+        assert!(err.contains("redis+sentinel://"), "{err}");
     }
 
     #[test]

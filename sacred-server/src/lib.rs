@@ -80,6 +80,8 @@ mod presence;
 mod redis_broker;
 mod router;
 mod rpc;
+#[cfg(any(feature = "redis", feature = "sqlite"))]
+mod stored;
 mod time;
 
 /// The README's examples, compiled (and run where they do not serve) as doctests.
@@ -91,6 +93,8 @@ pub use auth::{AuthError, Authenticator, ConnectContext, Identity, StaticKeys};
 pub use broker::{Broker, BrokerError, BrokerEvents, MemoryBroker};
 pub use builder::{BuildError, HubBuilder};
 pub use client_files::ClientFiles;
+#[cfg(feature = "sqlite")]
+pub use history::{Durability, SqliteError, SqliteHistory};
 pub use history::{HistoryError, HistoryStore, MemoryHistory, Page, Query, Retention};
 pub use hooks::{
     ChannelUse, ClientContext, DisconnectContext, PublishContext, Refusal, SendContext,

@@ -7,9 +7,15 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use sacred_proto::{Publication, StreamPosition};
 
+#[cfg(test)]
+mod conformance;
 mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 pub use memory::MemoryHistory;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{Durability, SqliteError, SqliteHistory};
 
 /// How a channel's stream is kept: bounded by size and by age.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

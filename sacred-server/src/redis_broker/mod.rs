@@ -29,14 +29,13 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use redis::{PushInfo, PushKind, RedisResult, Script, Value as RedisValue};
-use sacred_proto::{
-    Codec, Join, Leave, Limits, Peer, Publication, Push, ServerMessage, StreamPosition,
-};
+use sacred_proto::{Join, Leave, Peer, Publication, Push, StreamPosition};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::broker::{Broker, BrokerError, BrokerEvents};
 use crate::history::{Page, Query, Retention};
 use crate::presence::PresenceStore;
+use crate::stored::{self, decode};
 
 mod scripts;
 mod shard;
@@ -370,29 +369,8 @@ async fn follow_master(shared: Weak<Shared>, shard: usize) {
     }
 }
 
-/// What a MessagePack push read back from Redis may hold.
-fn limits() -> Limits {
-    let mut limits = Limits::default();
-    limits.max_frame_bytes = 64 << 20;
-    limits.max_depth = 64;
-    limits.max_batch = 1;
-    limits
-}
-
 fn encode(push: impl Into<Push>) -> Result<Vec<u8>, BrokerError> {
-    Codec::MsgPack
-        .encode(&ServerMessage::push(push))
-        .map_err(BrokerError::unavailable)
-}
-
-fn decode(bytes: &[u8]) -> Option<Push> {
-    match Codec::MsgPack.decode::<ServerMessage>(bytes, &limits()) {
-        Ok(mut messages) if messages.len() == 1 => match messages.pop() {
-            Some(ServerMessage::Push(push)) => Some(push),
-            _ => None,
-        },
-        _ => None,
-    }
+    stored::encode(push).map_err(BrokerError::unavailable)
 }
 
 /// Hands one shard's pub/sub messages to the node, in order.

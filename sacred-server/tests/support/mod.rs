@@ -235,15 +235,35 @@ impl Client {
 
     /// Waits for the reply to command `id`.
     pub async fn reply(&mut self, id: u32) -> Result<Reply, ReplyError> {
-        loop {
-            if let Some(reply) = self.replies.remove(&id) {
-                return reply;
-            }
-            assert!(
-                self.read().await,
+        match self.try_reply(id).await {
+            Some(reply) => reply,
+            None => panic!(
                 "connection closed while waiting for reply {id}: {:?}",
                 self.close
-            );
+            ),
+        }
+    }
+
+    /// Sends one command and waits for its reply; `None` if the connection
+    /// ends first (a server killed under a client).
+    pub async fn try_request(
+        &mut self,
+        command: impl Into<Command>,
+    ) -> Option<Result<Reply, ReplyError>> {
+        let id = self.next_id();
+        self.send(&[ClientMessage::new(id, command)]).await;
+        self.try_reply(id).await
+    }
+
+    /// Waits for the reply to command `id`; `None` if the connection ends first.
+    pub async fn try_reply(&mut self, id: u32) -> Option<Result<Reply, ReplyError>> {
+        loop {
+            if let Some(reply) = self.replies.remove(&id) {
+                return Some(reply);
+            }
+            if !self.read().await {
+                return None;
+            }
         }
     }
 

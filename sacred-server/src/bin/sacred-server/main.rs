@@ -50,7 +50,8 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         Ok(limit) => tracing::info!(limit, "open file limit"),
         Err(err) => tracing::warn!(%err, "could not raise the open file limit"),
     }
-    let builder = with_broker(Hub::builder().options(settings.hub), &settings.broker).await?;
+    let builder = with_store(Hub::builder().options(settings.hub), &settings.store)?;
+    let builder = with_broker(builder, &settings.broker).await?;
     let (mut router, hub) = builder.build()?;
     if let Some(dir) = &settings.client_dir {
         let files = sacred_server::ClientFiles::from_dir(dir)
@@ -67,6 +68,43 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     serve::serve(listener, router, hub, http).await;
     tracing::info!("sacred-server stopped");
     Ok(())
+}
+
+/// The hub with its streams in SQLite when `[store]` names a database.
+#[cfg(feature = "sqlite")]
+fn with_store(
+    builder: sacred_server::HubBuilder,
+    settings: &settings::StoreSettings,
+) -> Result<sacred_server::HubBuilder, Box<dyn std::error::Error>> {
+    use sacred_server::{Durability, SqliteHistory};
+    let Some(path) = settings.sqlite_path() else {
+        return Ok(builder);
+    };
+    let durability = match settings.sync {
+        Some(settings::StoreSync::Always) => Durability::Always,
+        _ => Durability::Periodic(std::time::Duration::from_millis(
+            settings.sync_interval_ms.unwrap_or(1000),
+        )),
+    };
+    let store = SqliteHistory::open(&path, durability)?;
+    tracing::info!(path = %path.display(), ?durability, "history: SQLite");
+    Ok(builder.history_store(store))
+}
+
+/// Built without the `sqlite` feature: streams in memory only.
+#[cfg(not(feature = "sqlite"))]
+fn with_store(
+    builder: sacred_server::HubBuilder,
+    settings: &settings::StoreSettings,
+) -> Result<sacred_server::HubBuilder, Box<dyn std::error::Error>> {
+    match &settings.url {
+        None => Ok(builder),
+        Some(_) => Err(
+            "this sacred-server was built without the `sqlite` feature: \
+             rebuild with --features sqlite to use --store"
+                .into(),
+        ),
+    }
 }
 
 /// The hub on Redis when `[broker]` names shards; as it is otherwise.

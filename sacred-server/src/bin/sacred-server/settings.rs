@@ -42,6 +42,13 @@ pub(crate) struct Cli {
     /// space-separated) [default: none, one node in memory].
     #[arg(long = "broker", env = "SACRED_BROKER", value_delimiter = ' ')]
     broker: Vec<String>,
+    /// Durable history for one node: sqlite:PATH [default: none, in memory].
+    #[arg(long, env = "SACRED_STORE")]
+    store: Option<String>,
+    /// What a publish ack survives with --store: always (fsync every commit)
+    /// or periodic (fsync every store_sync_interval_ms) [default: periodic].
+    #[arg(long, env = "SACRED_STORE_SYNC")]
+    store_sync: Option<StoreSync>,
 }
 
 /// How log lines are written.
@@ -68,7 +75,40 @@ pub(crate) struct Settings {
     /// The built browser package to serve under `/client/v{VERSION}/`.
     pub(crate) client_dir: Option<PathBuf>,
     pub(crate) broker: BrokerSettings,
+    pub(crate) store: StoreSettings,
     pub(crate) hub: HubOptions,
+}
+
+/// `[store]`: where one node keeps its streams (none: in memory).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct StoreSettings {
+    /// `sqlite:PATH`.
+    pub(crate) url: Option<String>,
+    /// `always` or `periodic` [default: periodic].
+    pub(crate) sync: Option<StoreSync>,
+    /// With `periodic`: milliseconds between fsyncs [default: 1000].
+    pub(crate) sync_interval_ms: Option<u64>,
+}
+
+/// When the store fsyncs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StoreSync {
+    /// Every commit, before the acks.
+    Always,
+    /// Every `sync_interval_ms`.
+    Periodic,
+}
+
+impl StoreSettings {
+    /// The database file `url` names, if any.
+    pub(crate) fn sqlite_path(&self) -> Option<PathBuf> {
+        self.url
+            .as_deref()
+            .and_then(|url| url.strip_prefix("sqlite:"))
+            .map(PathBuf::from)
+    }
 }
 
 /// `[broker]`: several nodes on Redis (none: one node, in memory).
@@ -93,6 +133,7 @@ impl Default for Settings {
             header_timeout: Duration::from_secs(10),
             client_dir: None,
             broker: BrokerSettings::default(),
+            store: StoreSettings::default(),
             hub: HubOptions::default(),
         }
     }
@@ -154,6 +195,27 @@ impl Settings {
                     "broker {url:?}: expected a redis://, redis+unix:// or redis+sentinel:// URL"
                 ));
             }
+        }
+        if let Some(store) = &cli.store {
+            settings.store.url = Some(store.clone());
+        }
+        if let Some(sync) = cli.store_sync {
+            settings.store.sync = Some(sync);
+        }
+        if let Some(url) = &settings.store.url {
+            match settings.store.sqlite_path() {
+                Some(path) if !path.as_os_str().is_empty() => {}
+                _ => return Err(format!("store {url:?}: expected sqlite:PATH")),
+            }
+            if !settings.broker.urls.is_empty() {
+                return Err(
+                    "--store keeps one node's streams; with --broker, Redis keeps them: give one"
+                        .into(),
+                );
+            }
+        }
+        if settings.store.sync_interval_ms == Some(0) {
+            return Err("store sync_interval_ms must be greater than zero".into());
         }
         if settings.header_timeout.is_zero() {
             return Err("header_timeout_secs must be greater than zero".into());

@@ -141,6 +141,26 @@ pub trait HistoryStore: Send + Sync + 'static {
         channel: &'a str,
         query: Query,
     ) -> BoxFuture<'a, Result<Page, HistoryError>>;
+
+    /// For a store that queues appends to a writer taking them in call
+    /// order: queues `publication` now (its place in the stream is fixed by
+    /// the order of these calls) and returns a future, borrowing nothing,
+    /// that resolves as [`HistoryStore::append`]'s would. The broker then
+    /// holds a channel only around the call, so appends to one channel can
+    /// share a commit, and still delivers them in offset order. The default
+    /// does not queue and gives the publication back.
+    // The `Err` is the caller's own publication handed back, not an error
+    // to propagate: boxing it would cost every publish an allocation.
+    #[allow(clippy::result_large_err, clippy::type_complexity)]
+    fn append_queued(
+        &self,
+        channel: &str,
+        publication: Publication,
+        retention: Retention,
+    ) -> Result<BoxFuture<'static, Result<Arc<Publication>, HistoryError>>, Publication> {
+        let _ = (channel, retention);
+        Err(publication)
+    }
 }
 
 /// A shared store is a store: lets one store outlive a hub (a restart) or
@@ -161,5 +181,15 @@ impl<T: HistoryStore + ?Sized> HistoryStore for Arc<T> {
         query: Query,
     ) -> BoxFuture<'a, Result<Page, HistoryError>> {
         (**self).read(channel, query)
+    }
+
+    #[allow(clippy::result_large_err, clippy::type_complexity)]
+    fn append_queued(
+        &self,
+        channel: &str,
+        publication: Publication,
+        retention: Retention,
+    ) -> Result<BoxFuture<'static, Result<Arc<Publication>, HistoryError>>, Publication> {
+        (**self).append_queued(channel, publication, retention)
     }
 }

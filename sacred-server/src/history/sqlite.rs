@@ -228,6 +228,33 @@ impl SqliteHistory {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Queues an append to the writer now (the writer takes them in call
+    /// order); the future resolves once it is committed.
+    fn queue(
+        &self,
+        channel: &str,
+        publication: Publication,
+        retention: Retention,
+    ) -> BoxFuture<'static, Result<Arc<Publication>, HistoryError>> {
+        let (reply, answer) = oneshot::channel();
+        let append = Append {
+            channel: channel.to_owned(),
+            publication,
+            retention,
+            reply,
+        };
+        let queued = self.writes.send(append).is_ok();
+        async move {
+            if !queued {
+                return Err(HistoryError::store("the history writer stopped"));
+            }
+            answer
+                .await
+                .unwrap_or_else(|_| Err(HistoryError::store("the history writer stopped")))
+        }
+        .boxed()
+    }
 }
 
 /// WAL, the durability's `synchronous` level, and a wait instead of an
@@ -570,22 +597,17 @@ impl HistoryStore for SqliteHistory {
         publication: Publication,
         retention: Retention,
     ) -> BoxFuture<'a, Result<Arc<Publication>, HistoryError>> {
-        async move {
-            let (reply, answer) = oneshot::channel();
-            let append = Append {
-                channel: channel.to_owned(),
-                publication,
-                retention,
-                reply,
-            };
-            if self.writes.send(append).is_err() {
-                return Err(HistoryError::store("the history writer stopped"));
-            }
-            answer
-                .await
-                .unwrap_or_else(|_| Err(HistoryError::store("the history writer stopped")))
-        }
-        .boxed()
+        self.queue(channel, publication, retention)
+    }
+
+    #[allow(clippy::result_large_err, clippy::type_complexity)]
+    fn append_queued(
+        &self,
+        channel: &str,
+        publication: Publication,
+        retention: Retention,
+    ) -> Result<BoxFuture<'static, Result<Arc<Publication>, HistoryError>>, Publication> {
+        Ok(self.queue(channel, publication, retention))
     }
 
     fn read<'a>(

@@ -38,7 +38,8 @@
 //! - `options`: [`HubOptions`], [`NamespaceOptions`], [`Access`], [`ApiKey`].
 //! - `auth`: the [`Authenticator`] extension point, its [`ConnectContext`], [`StaticKeys`].
 //! - `hooks`: host hooks ([`HubBuilder::on_connect`], [`HubBuilder::authorize_subscribe`], ...) and [`Refusal`].
-//! - `history`: the [`HistoryStore`] extension point and [`MemoryHistory`].
+//! - `history`: the [`HistoryStore`] extension point, [`MemoryHistory`], and
+//!   `SqliteHistory` (feature `sqlite`).
 //! - `rpc`: [`RpcContext`] and [`RpcError`] for RPC handlers.
 //!
 //! # Feature flags
@@ -46,6 +47,8 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `cli` | yes | the `sacred-server` binary (clap, TOML, hyper's HTTP/1.1 server, log formatting); embedders can turn it off |
+//! | `sqlite` | yes | `SqliteHistory`: durable streams for one node in an SQLite file (SQLite compiled in), `--store` |
+//! | `redis` | no | `RedisBroker` and `RedisPresence`: several nodes on Redis, `--broker` |
 //!
 //! # Decisions
 //!

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The publish path with the SQLite store in each durability mode against the
+# in-memory store, the same payload, in the same run (docs/benchmarks.md):
+#
+#   benches/sqlite.sh            # 2 rounds; JSON lines on stdout, a table on stderr
+#
+# sacred-server runs on core 0, the generator (sacred-load) on core 1. Each
+# run: one subscriber on one channel, flat out, publishers 1 or 100 (on the
+# same channel: the hot-channel case, where appends must share commits).
+# Every setup keeps 100,000 publications of the channel (history_size), so
+# the SQLite runs trim as they go; after each SQLite run the database's bytes
+# per stored publication are read with Python's sqlite3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-2}
+cargo build --release --locked -q -p sacred-server --bin sacred-server
+cargo build --release --locked -q -p sacred-benches --bin sacred-load
+bin=target/release
+work=$(mktemp -d)
+cleanup() { [ -f "$work/pids" ] && xargs -r kill 2>/dev/null <"$work/pids" || true; rm -rf "$work"; }
+trap cleanup EXIT
+# Called in the background or in a subshell only: exec keeps the pid the program's.
+core0() { if [ "$(nproc)" -ge 2 ]; then exec taskset -c 0 "$@"; else exec "$@"; fi; }
+core1() { if [ "$(nproc)" -ge 2 ]; then exec taskset -c 1 "$@"; else exec "$@"; fi; }
+printf '[hub.namespaces.""]\nhistory_size = 100000\n' >"$work/sacred.toml"
+
+# Starts the server with extra args; prints "PID URL".
+server() {
+  local log="$work/server-$RANDOM.log"
+  core0 "$bin/sacred-server" --bind 127.0.0.1:0 --log-format json --config "$work/sacred.toml" "$@" >"$log" 2>&1 &
+  local pid=$!
+  echo "$pid" >>"$work/pids"
+  for _ in $(seq 200); do
+    local address
+    address=$(grep -o '"address":"[^"]*"' "$log" | head -1 | cut -d'"' -f4 || true)
+    if [ -n "$address" ]; then echo "$pid ws://$address/ws"; return; fi
+    sleep 0.05
+  done
+  echo "sacred-server did not start: $(cat "$log")" >&2; exit 1
+}
+
+stop() {
+  kill "$@" 2>/dev/null || true
+  for pid in "$@"; do while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done; done
+}
+
+run() { # setup publishers
+  local setup=$1 publishers=$2 pid url db="" args=()
+  case $setup in
+    memory) ;;
+    sqlite-always|sqlite-periodic)
+      db="$work/$setup.db"; rm -f "$db" "$db-wal" "$db-shm"
+      args=(--store "sqlite:$db" --store-sync "${setup#sqlite-}") ;;
+  esac
+  read -r pid url < <(server "${args[@]}")
+  local line
+  line=$(core1 "$bin/sacred-load" --url "$url" --server-pid "$pid" fanout \
+    --subscribers 1 --publishers "$publishers" --window 256 2>/dev/null | tail -1)
+  stop "$pid"
+  local bytes=null
+  if [ -n "$db" ]; then
+    bytes=$(python3 - "$db" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+rows = db.execute("SELECT COUNT(*) FROM publications").fetchone()[0]
+pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
+size = db.execute("PRAGMA page_size").fetchone()[0]
+print(pages * size / rows if rows else "null")
+PY
+)
+  fi
+  printf '%s\n' "$line" | python3 -c '
+import json, sys
+line = json.loads(sys.stdin.read())
+line["setup"] = sys.argv[1]
+line["bytes_per_publication"] = None if sys.argv[2] == "null" else float(sys.argv[2])
+print(json.dumps(line))' "$setup" "$bytes"
+}
+
+out="$work/runs.jsonl"
+for round in $(seq "$ROUNDS"); do
+  for setup in memory sqlite-always sqlite-periodic; do
+    for publishers in 1 100; do
+      run "$setup" "$publishers" | tee -a "$out"
+    done
+  done
+  echo "round $round done" >&2
+done
+python3 - "$out" >&2 <<'PY'
+import json, statistics, sys
+runs = [json.loads(line) for line in open(sys.argv[1])]
+def median(setup, publishers, key):
+    return statistics.median(key(r) for r in runs if r["setup"] == setup and r["publishers"] == publishers)
+print("| store | 1 publisher: publications/s | p50 | p99 | 100 publishers: publications/s | p50 | p99 | bytes per stored publication |")
+print("|---|--:|--:|--:|--:|--:|--:|--:|")
+for setup, name in (("memory", "in memory"), ("sqlite-always", "SQLite, sync always"), ("sqlite-periodic", "SQLite, sync periodic (1 s)")):
+    cells = []
+    for publishers in (1, 100):
+        cells.append(f"{median(setup, publishers, lambda r: r['published_per_s']) / 1e3:.1f} k")
+        for q in ("p50", "p99"):
+            cells.append(f"{median(setup, publishers, lambda r: r['latency_us'][q]) / 1000:.2f} ms")
+    size = "-" if setup == "memory" else f"{median(setup, 100, lambda r: r['bytes_per_publication']):.0f}"
+    print(f"| {name} | " + " | ".join(cells) + f" | {size} |")
+PY

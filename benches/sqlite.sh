@@ -5,8 +5,11 @@
 #   benches/sqlite.sh            # 2 rounds; JSON lines on stdout, a table on stderr
 #
 # sacred-server runs on core 0, the generator (sacred-load) on core 1. Each
-# run: one subscriber on one channel, flat out, publishers 1 or 100 (on the
-# same channel: the hot-channel case, where appends must share commits).
+# run: one subscriber on one channel; publishers 1 or 100 (on the same
+# channel: the hot-channel case, where appends must share commits), flat out
+# (256 publications in flight: throughput; latency there is mostly the
+# window's queueing), then at 1,000 publications/s in all (latency of the
+# publish path: publish to delivery, which follows the commit).
 # Every setup keeps 100,000 publications of the channel (history_size), so
 # the SQLite runs trim as they go; after each SQLite run the database's bytes
 # per stored publication are read with Python's sqlite3.
@@ -44,8 +47,8 @@ stop() {
   for pid in "$@"; do while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done; done
 }
 
-run() { # setup publishers
-  local setup=$1 publishers=$2 pid url db="" args=()
+run() { # setup publishers rate
+  local setup=$1 publishers=$2 rate=$3 pid url db="" args=()
   case $setup in
     memory) ;;
     sqlite-always|sqlite-periodic)
@@ -55,7 +58,7 @@ run() { # setup publishers
   read -r pid url < <(server "${args[@]}")
   local line
   line=$(core1 "$bin/sacred-load" --url "$url" --server-pid "$pid" fanout \
-    --subscribers 1 --publishers "$publishers" --window 256 2>/dev/null | tail -1)
+    --subscribers 1 --publishers "$publishers" --window 256 --rate "$rate" 2>/dev/null | tail -1)
   stop "$pid"
   local bytes=null
   if [ -n "$db" ]; then
@@ -82,7 +85,8 @@ out="$work/runs.jsonl"
 for round in $(seq "$ROUNDS"); do
   for setup in memory sqlite-always sqlite-periodic; do
     for publishers in 1 100; do
-      run "$setup" "$publishers" | tee -a "$out"
+      run "$setup" "$publishers" 0 | tee -a "$out"
+      run "$setup" "$publishers" 1000 | tee -a "$out"
     done
   done
   echo "round $round done" >&2
@@ -90,16 +94,17 @@ done
 python3 - "$out" >&2 <<'PY'
 import json, statistics, sys
 runs = [json.loads(line) for line in open(sys.argv[1])]
-def median(setup, publishers, key):
-    return statistics.median(key(r) for r in runs if r["setup"] == setup and r["publishers"] == publishers)
-print("| store | 1 publisher: publications/s | p50 | p99 | 100 publishers: publications/s | p50 | p99 | bytes per stored publication |")
+def median(setup, publishers, key, flat=True):
+    return statistics.median(key(r) for r in runs if r["setup"] == setup and r["publishers"] == publishers
+                             and (r["rate"] == 1000) != flat)
+print("| store | 1 publisher: publications/s | at 1,000/s: p50 | p99 | 100 publishers: publications/s | at 1,000/s: p50 | p99 | bytes per stored publication |")
 print("|---|--:|--:|--:|--:|--:|--:|--:|")
 for setup, name in (("memory", "in memory"), ("sqlite-always", "SQLite, sync always"), ("sqlite-periodic", "SQLite, sync periodic (1 s)")):
     cells = []
     for publishers in (1, 100):
         cells.append(f"{median(setup, publishers, lambda r: r['published_per_s']) / 1e3:.1f} k")
         for q in ("p50", "p99"):
-            cells.append(f"{median(setup, publishers, lambda r: r['latency_us'][q]) / 1000:.2f} ms")
+            cells.append(f"{median(setup, publishers, lambda r: r['latency_us'][q], flat=False) / 1000:.2f} ms")
     size = "-" if setup == "memory" else f"{median(setup, 100, lambda r: r['bytes_per_publication']):.0f}"
     print(f"| {name} | " + " | ".join(cells) + f" | {size} |")
 PY

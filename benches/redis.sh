@@ -18,34 +18,7 @@ cargo build --release --locked -q -p sacred-server --features redis --bin sacred
 cargo build --release --locked -q -p sacred-benches --bin sacred-load
 bin=target/release
 work=$(mktemp -d)
-# Every process started, killed at exit (pids are written from subshells too).
-cleanup() { [ -f "$work/pids" ] && xargs -r kill 2>/dev/null <"$work/pids" || true; rm -rf "$work"; }
-trap cleanup EXIT
-# Called in the background or in a subshell only: exec keeps the pid the program's.
-core0() { if [ "$(nproc)" -ge 2 ]; then exec taskset -c 0 "$@"; else exec "$@"; fi; }
-core1() { if [ "$(nproc)" -ge 2 ]; then exec taskset -c 1 "$@"; else exec "$@"; fi; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
-# Starts a node with extra args; prints "PID URL".
-node() {
-  local log="$work/node-$RANDOM.log"
-  core0 "$bin/sacred-server" --bind 127.0.0.1:0 --log-format json "$@" >"$log" 2>&1 &
-  local pid=$!
-  echo "$pid" >>"$work/pids"
-  for _ in $(seq 200); do
-    local address
-    address=$(grep -o '"address":"[^"]*"' "$log" | head -1 | cut -d'"' -f4 || true)
-    if [ -n "$address" ]; then echo "$pid ws://$address/ws"; return; fi
-    sleep 0.05
-  done
-  echo "sacred-server did not start: $(cat "$log")" >&2; exit 1
-}
-
-# Kills and waits until each is gone (they need not be this shell's children).
-stop() {
-  kill "$@" 2>/dev/null || true
-  for pid in "$@"; do while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done; done
-}
+. benches/servers.sh
 
 run() { # setup scenario-args...
   local setup=$1; shift
@@ -55,10 +28,10 @@ run() { # setup scenario-args...
     core0 redis-server --port 0 --unixsocket "$work/redis.sock" --save "" --appendonly no --dir "$work" >/dev/null 2>&1 &
     redis_pid=$!; echo "$redis_pid" >>"$work/pids"
     for _ in $(seq 200); do [ -S "$work/redis.sock" ] && break; sleep 0.05; done
-    read -r a_pid sub_url < <(node --broker "redis+unix://$work/redis.sock")
-    read -r b_pid pub_url < <(node --broker "redis+unix://$work/redis.sock")
+    read -r a_pid sub_url < <(server --broker "redis+unix://$work/redis.sock")
+    read -r b_pid pub_url < <(server --broker "redis+unix://$work/redis.sock")
   else
-    read -r a_pid sub_url < <(node)
+    read -r a_pid sub_url < <(server)
     b_pid=""; pub_url=$sub_url
   fi
   local before=0

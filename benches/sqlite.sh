@@ -20,32 +20,8 @@ cargo build --release --locked -q -p sacred-server --bin sacred-server
 cargo build --release --locked -q -p sacred-benches --bin sacred-load
 bin=target/release
 work=$(mktemp -d)
-cleanup() { [ -f "$work/pids" ] && xargs -r kill 2>/dev/null <"$work/pids" || true; rm -rf "$work"; }
-trap cleanup EXIT
-# Called in the background or in a subshell only: exec keeps the pid the program's.
-core0() { if [ "$(nproc)" -ge 2 ]; then exec taskset -c 0 "$@"; else exec "$@"; fi; }
-core1() { if [ "$(nproc)" -ge 2 ]; then exec taskset -c 1 "$@"; else exec "$@"; fi; }
+. benches/servers.sh
 printf '[hub.namespaces.""]\nhistory_size = 100000\n' >"$work/sacred.toml"
-
-# Starts the server with extra args; prints "PID URL".
-server() {
-  local log="$work/server-$RANDOM.log"
-  core0 "$bin/sacred-server" --bind 127.0.0.1:0 --log-format json --config "$work/sacred.toml" "$@" >"$log" 2>&1 &
-  local pid=$!
-  echo "$pid" >>"$work/pids"
-  for _ in $(seq 200); do
-    local address
-    address=$(grep -o '"address":"[^"]*"' "$log" | head -1 | cut -d'"' -f4 || true)
-    if [ -n "$address" ]; then echo "$pid ws://$address/ws"; return; fi
-    sleep 0.05
-  done
-  echo "sacred-server did not start: $(cat "$log")" >&2; exit 1
-}
-
-stop() {
-  kill "$@" 2>/dev/null || true
-  for pid in "$@"; do while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done; done
-}
 
 run() { # setup publishers rate
   local setup=$1 publishers=$2 rate=$3 pid url db="" args=()
@@ -55,7 +31,7 @@ run() { # setup publishers rate
       db="$work/$setup.db"; rm -f "$db" "$db-wal" "$db-shm"
       args=(--store "sqlite:$db" --store-sync "${setup#sqlite-}") ;;
   esac
-  read -r pid url < <(server "${args[@]}")
+  read -r pid url < <(server --config "$work/sacred.toml" "${args[@]}")
   local line
   line=$(core1 "$bin/sacred-load" --url "$url" --server-pid "$pid" fanout \
     --subscribers 1 --publishers "$publishers" --window 256 --rate "$rate" 2>/dev/null | tail -1)

@@ -97,7 +97,7 @@ pub use broker::{Broker, BrokerError, BrokerEvents, MemoryBroker};
 pub use builder::{BuildError, HubBuilder};
 pub use client_files::ClientFiles;
 #[cfg(feature = "sqlite")]
-pub use history::{Durability, SqliteError, SqliteHistory};
+pub use history::{Durability, SqliteError, SqliteHistory, StoreStats};
 pub use history::{HistoryError, HistoryStore, MemoryHistory, Page, Query, Retention};
 pub use hooks::{
     ChannelUse, ClientContext, DisconnectContext, PublishContext, Refusal, SendContext,

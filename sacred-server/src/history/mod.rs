@@ -15,7 +15,7 @@ mod sqlite;
 
 pub use memory::MemoryHistory;
 #[cfg(feature = "sqlite")]
-pub use sqlite::{Durability, SqliteError, SqliteHistory};
+pub use sqlite::{Durability, SqliteError, SqliteHistory, StoreStats};
 
 /// How a channel's stream is kept: bounded by size and by age.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

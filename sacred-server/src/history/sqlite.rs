@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -67,6 +67,14 @@ const MAX_BATCH: usize = 1024;
 
 /// Idle reading connections kept open.
 const MAX_IDLE_READERS: usize = 8;
+
+/// How often the writer deletes expired publications.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Expired publications deleted per transaction: appends queued meanwhile
+/// are written between two such steps, so a large prune never holds them up
+/// for long.
+const PRUNE_STEP: usize = 500;
 
 /// What an acknowledged publish survives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,7 +129,7 @@ pub enum SqliteError {
 /// Durable history in an SQLite database file (see the module docs).
 pub struct SqliteHistory {
     path: PathBuf,
-    writes: mpsc::Sender<Append>,
+    writes: mpsc::Sender<Job>,
     shared: Arc<Shared>,
 }
 
@@ -141,6 +149,36 @@ struct Shared {
     generations: Box<[AtomicU32]>,
     /// Reading connections not in use.
     readers: Mutex<Vec<Connection>>,
+    /// Expired publications deleted since the store opened.
+    pruned: AtomicU64,
+    /// How long the last prune took, once one ran.
+    last_prune: Mutex<Option<Duration>>,
+}
+
+/// The store's size and pruning, for metrics and operators
+/// ([`SqliteHistory::stats`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Bytes on disk: the database file and its write-ahead log.
+    pub bytes: u64,
+    /// Publications kept (expired ones not yet pruned included).
+    pub publications: u64,
+    /// Streams (channels with a position kept).
+    pub streams: u64,
+    /// Expired publications deleted since the store opened.
+    pub pruned: u64,
+    /// How long the last prune took, once one ran.
+    pub last_prune: Option<Duration>,
+}
+
+/// What the writer is asked to do. (Appends are the traffic and move
+/// through the queue as they are; boxing them would cost one allocation each.)
+#[allow(clippy::large_enum_variant)]
+enum Job {
+    Append(Append),
+    /// Delete the expired publications now; answers how many went.
+    Prune(oneshot::Sender<Result<u64, String>>),
 }
 
 /// One append for the writer.
@@ -202,6 +240,8 @@ impl SqliteHistory {
             base,
             generations,
             readers: Mutex::new(Vec::new()),
+            pruned: AtomicU64::new(0),
+            last_prune: Mutex::new(None),
         });
         // A reader now, so that a file that cannot be read fails here.
         let reader = shared.reader().map_err(open_failed)?;
@@ -229,6 +269,28 @@ impl SqliteHistory {
         &self.path
     }
 
+    /// Deletes every expired publication now (the writer also does this
+    /// every minute) and returns how many went. Appends go on meanwhile:
+    /// the deletion proceeds in small steps with their writes in between.
+    pub async fn prune(&self) -> Result<u64, HistoryError> {
+        let (reply, answer) = oneshot::channel();
+        if self.writes.send(Job::Prune(reply)).is_err() {
+            return Err(HistoryError::store("the history writer stopped"));
+        }
+        match answer.await {
+            Ok(outcome) => outcome.map_err(HistoryError::store),
+            Err(_) => Err(HistoryError::store("the history writer stopped")),
+        }
+    }
+
+    /// The store's size and pruning (reads the database).
+    pub async fn stats(&self) -> Result<StoreStats, HistoryError> {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || shared.stats())
+            .await
+            .unwrap_or_else(|err| Err(HistoryError::store(err)))
+    }
+
     /// Queues an append to the writer now (the writer takes them in call
     /// order); the future resolves once it is committed.
     fn queue(
@@ -244,7 +306,7 @@ impl SqliteHistory {
             retention,
             reply,
         };
-        let queued = self.writes.send(append).is_ok();
+        let queued = self.writes.send(Job::Append(append)).is_ok();
         async move {
             if !queued {
                 return Err(HistoryError::store("the history writer stopped"));
@@ -305,6 +367,29 @@ impl Shared {
         )?;
         connection.busy_timeout(Duration::from_secs(5))?;
         Ok(connection)
+    }
+
+    fn stats(&self) -> Result<StoreStats, HistoryError> {
+        let connection = self.reader().map_err(HistoryError::store)?;
+        let count = |sql: &str| {
+            connection
+                .query_row(sql, [], |row| row.get::<_, i64>(0))
+                .map(|n| n.max(0) as u64)
+                .map_err(HistoryError::store)
+        };
+        let publications = count("SELECT COUNT(*) FROM publications")?;
+        let streams = count("SELECT COUNT(*) FROM streams")?;
+        self.put_back(connection);
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+        Ok(StoreStats {
+            bytes: size(&self.path) + size(Path::new(&wal)),
+            publications,
+            streams,
+            pruned: self.pruned.load(Ordering::Relaxed),
+            last_prune: *self.last_prune.lock().unwrap_or_else(|p| p.into_inner()),
+        })
     }
 
     fn put_back(&self, connection: Connection) {
@@ -424,54 +509,119 @@ struct StreamRow {
 }
 
 impl Writer {
-    /// Writes batches until every sender is gone, then checkpoints.
-    fn run(mut self, jobs: mpsc::Receiver<Append>) {
-        let interval = match self.durability {
+    /// Writes batches until every sender is gone, then checkpoints; prunes
+    /// every [`PRUNE_EVERY`] and when asked.
+    fn run(mut self, jobs: mpsc::Receiver<Job>) {
+        let sync_every = match self.durability {
             Durability::Periodic(every) => Some(every.max(Duration::from_millis(1))),
             Durability::Always => None,
         };
         let mut synced = Instant::now();
         let mut unsynced = false;
+        let mut next_prune = Instant::now() + PRUNE_EVERY;
         loop {
-            let first = match interval {
-                None => jobs.recv().ok(),
-                Some(every) => {
-                    let wait = if unsynced {
-                        every.saturating_sub(synced.elapsed())
-                    } else {
-                        Duration::from_secs(3600)
-                    };
-                    match jobs.recv_timeout(wait) {
-                        Ok(job) => Some(job),
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            self.checkpoint();
-                            synced = Instant::now();
-                            unsynced = false;
-                            continue;
-                        }
-                        Err(mpsc::RecvTimeoutError::Disconnected) => None,
-                    }
-                }
-            };
-            let Some(first) = first else {
-                break;
-            };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
+            let mut deadline = next_prune;
+            if let (Some(every), true) = (sync_every, unsynced) {
+                deadline = deadline.min(synced + every);
             }
-            self.write(batch);
-            unsynced = true;
-            if interval.is_some_and(|every| synced.elapsed() >= every) {
+            let first = match jobs.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut asked = Vec::new();
+            if let Some(first) = first {
+                unsynced |= self.take_and_write(first, &jobs, &mut asked);
+            }
+            if !asked.is_empty() || Instant::now() >= next_prune {
+                unsynced |= self.prune(&jobs, asked);
+                next_prune = Instant::now() + PRUNE_EVERY;
+            }
+            if unsynced && sync_every.is_some_and(|every| synced.elapsed() >= every) {
                 self.checkpoint();
                 synced = Instant::now();
                 unsynced = false;
             }
         }
         self.checkpoint();
+    }
+
+    /// Writes `first` and every append queued behind it in one transaction;
+    /// prune requests met on the way go to `asked`. Whether it wrote.
+    fn take_and_write(
+        &mut self,
+        first: Job,
+        jobs: &mpsc::Receiver<Job>,
+        asked: &mut Vec<oneshot::Sender<Result<u64, String>>>,
+    ) -> bool {
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Append(append) => batch.push(append),
+                Job::Prune(reply) => asked.push(reply),
+            }
+            if batch.len() < MAX_BATCH {
+                next = jobs.try_recv().ok();
+            }
+        }
+        let wrote = !batch.is_empty();
+        if wrote {
+            self.write(batch);
+        }
+        wrote
+    }
+
+    /// Deletes expired publications, [`PRUNE_STEP`] per transaction, writing
+    /// the appends queued meanwhile between steps; answers `asked` (and any
+    /// prune asked meanwhile) with the count. Whether it wrote.
+    fn prune(
+        &mut self,
+        jobs: &mpsc::Receiver<Job>,
+        mut asked: Vec<oneshot::Sender<Result<u64, String>>>,
+    ) -> bool {
+        let started = Instant::now();
+        let now = crate::time::now_ms() as i64;
+        let mut removed = 0u64;
+        let outcome = loop {
+            let step = self.connection.execute(
+                "DELETE FROM publications WHERE (stream, offset) IN
+                 (SELECT stream, offset FROM publications WHERE expires_ms <= ?1 LIMIT ?2)",
+                params![now, PRUNE_STEP as i64],
+            );
+            let deleted = match step {
+                Ok(deleted) => deleted,
+                Err(err) => break Err(err.to_string()),
+            };
+            removed += deleted as u64;
+            if deleted < PRUNE_STEP {
+                break Ok(removed);
+            }
+            while let Ok(job) = jobs.try_recv() {
+                self.take_and_write(job, jobs, &mut asked);
+            }
+        };
+        let took = started.elapsed();
+        self.shared.pruned.fetch_add(removed, Ordering::Relaxed);
+        *self
+            .shared
+            .last_prune
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(took);
+        match &outcome {
+            Ok(removed) if *removed > 0 => {
+                tracing::info!(removed, ?took, path = %self.shared.path.display(), "history pruned");
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(%err, path = %self.shared.path.display(), "history prune failed");
+            }
+        }
+        for reply in asked {
+            let _ = reply.send(outcome.clone());
+        }
+        removed > 0
     }
 
     /// Copies the WAL into the database, fsyncing both (the durability point
@@ -698,6 +848,44 @@ mod tests {
         drop(later);
         let err = SqliteHistory::open(&path, Durability::Always).unwrap_err();
         assert!(matches!(err, SqliteError::Schema { .. }), "{err}");
+    }
+
+    /// Expired publications are deleted from the file while publishing goes
+    /// on; what has not expired, and every stream's position, stay.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pruning_deletes_what_expired_while_publishing_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open(&dir));
+        // Expired as soon as stored: a TTL of zero.
+        let gone = Retention::new(10_000, Duration::ZERO);
+        for n in 0..1_200 {
+            let publication = Publication::new("short", sacred_proto::Value::from(n), 0);
+            store.append("short", publication, gone).await.unwrap();
+        }
+        let publishing = {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                for n in 1..=200 {
+                    append(&*store, "kept", n).await;
+                }
+            })
+        };
+        let pruned = store.prune().await.unwrap();
+        publishing.await.unwrap();
+        assert_eq!(pruned, 1_200, "every expired publication, in several steps");
+        let kept = read(&*store, "kept", Query::new()).await.unwrap();
+        assert_eq!(kept.publications.len(), 3, "the window of `kept` (size 3)");
+        assert_eq!(kept.position.offset, 200);
+        let short = read(&*store, "short", Query::new()).await.unwrap();
+        assert!(short.publications.is_empty());
+        assert_eq!(short.position.offset, 1_200, "the position stays");
+        let stats = store.stats().await.unwrap();
+        assert_eq!(stats.publications, 3);
+        assert_eq!(stats.streams, 2);
+        assert_eq!(stats.pruned, 1_200);
+        assert!(stats.last_prune.is_some());
+        assert!(stats.bytes > 0);
+        assert_eq!(store.prune().await.unwrap(), 0, "nothing left to prune");
     }
 
     #[test]

@@ -19,6 +19,7 @@ cargo build --release --locked -q -p sacred-benches --bin sacred-load
 bin=target/release
 work=$(mktemp -d)
 . benches/servers.sh
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 run() { # setup scenario-args...
   local setup=$1; shift

@@ -68,6 +68,9 @@ const MAX_BATCH: usize = 1024;
 /// Idle reading connections kept open.
 const MAX_IDLE_READERS: usize = 8;
 
+/// Streams whose position the writer keeps in memory at most.
+const MAX_CACHED_STREAMS: usize = 65_536;
+
 /// How often the writer deletes expired publications.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -496,7 +499,7 @@ struct Writer {
     connection: Connection,
     shared: Arc<Shared>,
     /// Streams written to: id, epoch, last offset (as committed, or as in the
-    /// transaction being written).
+    /// transaction being written); at most [`MAX_CACHED_STREAMS`].
     streams: HashMap<String, StreamRow>,
     durability: Durability,
 }
@@ -639,7 +642,10 @@ impl Writer {
     /// commit, or each with the error if it failed (then nothing of the batch
     /// was written).
     fn write(&mut self, batch: Vec<Append>) {
-        let before = self.streams.clone();
+        if self.streams.len() > MAX_CACHED_STREAMS {
+            // Bounded: forgotten streams are read back from the file.
+            self.streams.clear();
+        }
         match self.write_all(&batch) {
             Ok(stored) => {
                 for (append, publication) in batch.into_iter().zip(stored) {
@@ -647,8 +653,11 @@ impl Writer {
                 }
             }
             Err(err) => {
-                // Rolled back: the offsets handed out in it were not used.
-                self.streams = before;
+                // Rolled back: the offsets handed out in it were not used;
+                // the streams it touched are read back from the file.
+                for append in &batch {
+                    self.streams.remove(&append.channel);
+                }
                 tracing::warn!(%err, path = %self.shared.path.display(), "history write failed");
                 let message = err.to_string();
                 for append in batch {

@@ -1,6 +1,7 @@
 //! How pushes are kept outside the process (a Redis stream or pub/sub
 //! message, an SQLite row): one MessagePack push frame, read back under
-//! limits wide enough for anything a hub accepted.
+//! limits wide enough for anything a hub accepted; and the stable hash that
+//! places channels there (shards, epoch buckets).
 
 use sacred_proto::{Codec, EncodeError, Limits, Push, ServerMessage};
 
@@ -12,6 +13,17 @@ fn limits() -> Limits {
     limits.max_depth = 64;
     limits.max_batch = 1;
     limits
+}
+
+/// FNV-1a, 64 bits: a hash of a channel name that every process and
+/// release computes alike (std's hasher promises neither).
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 /// `push` as one MessagePack frame.

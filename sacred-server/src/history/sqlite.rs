@@ -343,13 +343,7 @@ fn configure(connection: &Connection, durability: Durability) -> rusqlite::Resul
 
 impl Shared {
     fn bucket(channel: &str) -> usize {
-        // FNV-1a: stable across releases and processes, unlike std's hasher.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in channel.as_bytes() {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        (hash % BUCKETS) as usize
+        (stored::fnv1a(channel.as_bytes()) % BUCKETS) as usize
     }
 
     /// The epoch a new stream of `channel` gets.
@@ -646,41 +640,50 @@ impl Writer {
             // Bounded: forgotten streams are read back from the file.
             self.streams.clear();
         }
-        match self.write_all(&batch) {
+        let (work, replies): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|append| {
+                let work = (append.channel, append.publication, append.retention);
+                (work, append.reply)
+            })
+            .unzip();
+        match self.write_all(work) {
             Ok(stored) => {
-                for (append, publication) in batch.into_iter().zip(stored) {
-                    let _ = append.reply.send(Ok(publication));
+                for (reply, publication) in replies.into_iter().zip(stored) {
+                    let _ = reply.send(Ok(publication));
                 }
             }
             Err(err) => {
                 // Rolled back: the offsets handed out in it were not used;
-                // the streams it touched are read back from the file.
-                for append in &batch {
-                    self.streams.remove(&append.channel);
-                }
+                // the streams are read back from the file (a rare event:
+                // disk full, I/O error).
+                self.streams.clear();
                 tracing::warn!(%err, path = %self.shared.path.display(), "history write failed");
                 let message = err.to_string();
-                for append in batch {
-                    let _ = append.reply.send(Err(HistoryError::store(message.clone())));
+                for reply in replies {
+                    let _ = reply.send(Err(HistoryError::store(message.clone())));
                 }
             }
         }
     }
 
-    fn write_all(&mut self, batch: &[Append]) -> rusqlite::Result<Vec<Arc<Publication>>> {
+    fn write_all(
+        &mut self,
+        work: Vec<(String, Publication, Retention)>,
+    ) -> rusqlite::Result<Vec<Arc<Publication>>> {
         let now = crate::time::now_ms();
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut stored = Vec::with_capacity(batch.len());
-        for append in batch {
-            let stream = match self.streams.get_mut(&append.channel) {
+        let mut stored = Vec::with_capacity(work.len());
+        for (channel, mut publication, retention) in work {
+            let stream = match self.streams.get_mut(&channel) {
                 Some(stream) => stream,
                 None => {
                     let known = transaction
                         .query_row(
                             "SELECT id, epoch, top FROM streams WHERE channel = ?1",
-                            [&append.channel],
+                            [&channel],
                             |row| {
                                 Ok(StreamRow {
                                     id: row.get(0)?,
@@ -693,11 +696,11 @@ impl Writer {
                     let row = match known {
                         Some(row) => row,
                         None => {
-                            let epoch = self.shared.epoch_for(&append.channel);
+                            let epoch = self.shared.epoch_for(&channel);
                             transaction.execute(
                                 "INSERT INTO streams (channel, epoch, top, updated_ms)
                                  VALUES (?1, ?2, 0, ?3)",
-                                params![append.channel, epoch, now as i64],
+                                params![channel, epoch, now as i64],
                             )?;
                             StreamRow {
                                 id: transaction.last_insert_rowid(),
@@ -706,17 +709,16 @@ impl Writer {
                             }
                         }
                     };
-                    self.streams.entry(append.channel.clone()).or_insert(row)
+                    self.streams.entry(channel).or_insert(row)
                 }
             };
             stream.top += 1;
-            let mut publication = append.publication.clone();
             publication.offset = None;
             publication.epoch = None;
             let user = publication.from.as_ref().and_then(|from| from.user.clone());
             let push = stored::encode(publication.clone())
                 .map_err(|err| rusqlite::Error::ToSqlConversionFailure(err.into()))?;
-            let ttl_ms = u64::try_from(append.retention.ttl.as_millis()).unwrap_or(u64::MAX);
+            let ttl_ms = u64::try_from(retention.ttl.as_millis()).unwrap_or(u64::MAX);
             let expires = now.saturating_add(ttl_ms).min(i64::MAX as u64);
             transaction
                 .prepare_cached(
@@ -731,7 +733,7 @@ impl Writer {
                     user,
                     push
                 ])?;
-            let size = append.retention.size.max(1) as u64;
+            let size = retention.size.max(1) as u64;
             if stream.top > size {
                 transaction
                     .prepare_cached("DELETE FROM publications WHERE stream = ?1 AND offset <= ?2")?

@@ -35,7 +35,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use crate::broker::{Broker, BrokerError, BrokerEvents};
 use crate::history::{Page, Query, Retention};
 use crate::presence::PresenceStore;
-use crate::stored::{self, decode};
+use crate::stored::{self, decode, fnv1a};
 
 mod scripts;
 mod shard;
@@ -800,16 +800,6 @@ impl PresenceStore for RedisPresence {
     fn refresh_interval(&self) -> Option<Duration> {
         Some(self.shared.config.presence_ttl / 3)
     }
-}
-
-/// FNV-1a, 64 bits: a stable hash of a channel name.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in bytes {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
 }
 
 /// Jump consistent hash (Lamping and Veach, 2014): a bucket in `0..buckets`

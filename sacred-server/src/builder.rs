@@ -277,15 +277,21 @@ impl HubBuilder {
                 options.allow_anonymous,
             ))
         });
-        let broker = match (self.broker, self.history) {
-            (Some(broker), _) => broker,
-            (None, Some(history)) => Arc::new(MemoryBroker::with_shared(history)),
-            (None, None) => Arc::new(MemoryBroker::default()),
+        let (broker, history): (Arc<dyn Broker>, _) = match (self.broker, self.history) {
+            (Some(broker), _) => (broker, None),
+            (None, history) => {
+                let history =
+                    history.unwrap_or_else(|| Arc::new(crate::history::MemoryHistory::new()));
+                let broker = Arc::new(MemoryBroker::with_shared(Arc::clone(&history)));
+                (broker, Some(history))
+            }
         };
         let presence = self
             .presence
             .unwrap_or_else(|| Arc::new(MemoryPresence::new()));
-        let hub = Hub::new(options, auth, broker, presence, self.rpc, self.hooks);
+        let hub = Hub::new(
+            options, auth, broker, presence, history, self.rpc, self.hooks,
+        );
         Ok((crate::router::router(hub.clone()), hub))
     }
 }

@@ -91,6 +91,10 @@ struct Session {
     next_ping: Instant,
     /// When the token expires, if it does.
     expires: Option<Instant>,
+    /// When it connected, milliseconds since the Unix epoch.
+    connected_ms: u64,
+    /// Publishes and direct messages accepted from it.
+    messages: u64,
 }
 
 /// A far-away instant for timer branches that are switched off.
@@ -234,6 +238,7 @@ impl Connection {
 
     /// Runs a command of a connected client and queues its reply.
     async fn execute(&mut self, id: u32, command: Command, peer: Peer) {
+        let message = matches!(command, Command::Publish(_) | Command::Send(_));
         let result = match command {
             Command::Connect(_) => Err(ErrorCode::ALREADY_CONNECTED.into()),
             Command::Subscribe(subscribe) => {
@@ -274,6 +279,9 @@ impl Connection {
             Command::Pong(_) => Ok(PongReply::new(now_ms()).into()),
             Command::Refresh(refresh) => self.refresh(&peer, refresh).await,
         };
+        if let (true, Ok(_), Some(session)) = (message, &result, &mut self.session) {
+            session.messages += 1;
+        }
         self.outbound
             .send_message(&ServerMessage::Reply { id, result });
     }
@@ -338,6 +346,8 @@ impl Connection {
             ping_interval,
             next_ping: Instant::now() + ping_interval,
             expires: deadline_from_ms(identity.expires),
+            connected_ms: now_ms(),
+            messages: 0,
         });
 
         self.outbound.hold();
@@ -449,9 +459,12 @@ impl Connection {
         self.hub.unregister(&session.peer).await;
     }
 
-    /// Tells the host's `on_disconnect` hook how the connection ended.
+    /// Records the session for last seen and tells the host's
+    /// `on_disconnect` hook how the connection ended.
     async fn tell_host(self) {
         let Some(session) = self.session else { return };
+        self.hub
+            .record_session(&session.peer, session.connected_ms, session.messages);
         let closing = self.outbound.closing().borrow().clone();
         let (code, reason) = match (closing, self.peer_close) {
             (Some(Closing::Disconnect(code, reason)), _) => (code.as_u16(), reason),

@@ -17,7 +17,9 @@ use tokio::sync::Notify;
 use crate::auth::Authenticator;
 use crate::broker::{Broker, BrokerError};
 use crate::builder::HubBuilder;
-use crate::history::{Query, Retention};
+use crate::history::{
+    HistoryError, HistoryStore, LastSeen, Query, Retention, Search, SearchPage, Session, StoreStats,
+};
 use crate::hooks::{ChannelUse, Hooks, PublishContext, SendContext, SubscribeContext};
 use crate::node::{Client, Node, Refused};
 use crate::options::{Access, HubOptions, NamespaceOptions};
@@ -38,6 +40,9 @@ pub(crate) struct HubInner {
     pub(crate) auth: Arc<dyn Authenticator>,
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) presence: Arc<dyn PresenceStore>,
+    /// The in-process broker's history store (`None` with another broker,
+    /// whose streams are its own).
+    pub(crate) history: Option<Arc<dyn HistoryStore>>,
     pub(crate) rpc: HashMap<String, RpcHandler>,
     pub(crate) hooks: Hooks,
     /// This process's clients and channel members; the broker delivers to it.
@@ -82,6 +87,7 @@ impl Hub {
         auth: Arc<dyn Authenticator>,
         broker: Arc<dyn Broker>,
         presence: Arc<dyn PresenceStore>,
+        history: Option<Arc<dyn HistoryStore>>,
         rpc: HashMap<String, RpcHandler>,
         hooks: Hooks,
     ) -> Hub {
@@ -92,6 +98,7 @@ impl Hub {
             auth,
             broker,
             presence,
+            history,
             rpc,
             hooks,
             node,
@@ -163,6 +170,65 @@ impl Hub {
     /// without subscribers takes no memory in the hub.
     pub fn channels(&self) -> usize {
         self.inner.node.channel_count()
+    }
+
+    /// Deletes every stored publication of `channel` and returns how many
+    /// went; the stream's position stays, so subscribers go on.
+    pub async fn delete_history(&self, channel: &str) -> Result<u64, HistoryError> {
+        self.history_store()?.remove(channel).await
+    }
+
+    /// Deletes every stored publication `user` published, in every channel,
+    /// and what the store keeps about their sessions (the right to be
+    /// forgotten); returns how many publications went. The offsets of the
+    /// other publications do not change.
+    pub async fn forget_user(&self, user: &str) -> Result<u64, HistoryError> {
+        self.history_store()?.forget_user(user).await
+    }
+
+    /// Every stored publication `user` published, by channel then offset
+    /// (data portability; [`Publication`] serializes as the protocol's JSON).
+    pub async fn export_user(&self, user: &str) -> Result<Vec<Publication>, HistoryError> {
+        self.history_store()?.export_user(user).await
+    }
+
+    /// Full-text search of `channel`'s stored history, best match first
+    /// (needs a store that searches, such as `SqliteHistory`, and the
+    /// namespace's [`search`](NamespaceOptions::search) on when publishing).
+    pub async fn search(&self, channel: &str, search: Search) -> Result<SearchPage, HistoryError> {
+        self.history_store()?.search(channel, search).await
+    }
+
+    /// When `user` was last seen, per client kind and runtime, and how many
+    /// messages they sent (recorded as each connection ends).
+    pub async fn last_seen(&self, user: &str) -> Result<Vec<LastSeen>, HistoryError> {
+        self.history_store()?.last_seen(user).await
+    }
+
+    /// The history store's size and upkeep (bytes, rows, streams, pruning,
+    /// backups).
+    pub async fn store_stats(&self) -> Result<StoreStats, HistoryError> {
+        self.history_store()?.stats().await
+    }
+
+    fn history_store(&self) -> Result<&Arc<dyn HistoryStore>, HistoryError> {
+        self.inner.history.as_ref().ok_or(HistoryError::Unsupported(
+            "this with a broker other than the in-process one",
+        ))
+    }
+
+    /// Records a connection's session with the history store, if it keeps them.
+    pub(crate) fn record_session(&self, peer: &Peer, connected_ms: u64, messages: u64) {
+        if let Some(history) = &self.inner.history {
+            history.record_session(Session {
+                user: peer.user.clone().unwrap_or_default(),
+                kind: peer.info.kind.clone(),
+                runtime: peer.info.runtime.clone(),
+                connected_ms,
+                seen_ms: now_ms(),
+                messages,
+            });
+        }
     }
 
     /// Whether the broker can serve now (always, for the in-process one);
@@ -314,8 +380,9 @@ impl Hub {
     ) -> Result<PublishReply, ReplyError> {
         let mut publication = Publication::new(channel, data, now_ms());
         publication.from = from;
-        let retention = (options.history_size > 0)
-            .then(|| Retention::new(options.history_size, options.history_ttl));
+        let retention = (options.history_size > 0).then(|| {
+            Retention::new(options.history_size, options.history_ttl).searchable(options.search)
+        });
         let stored = self
             .inner
             .broker

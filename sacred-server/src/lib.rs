@@ -97,8 +97,11 @@ pub use broker::{Broker, BrokerError, BrokerEvents, MemoryBroker};
 pub use builder::{BuildError, HubBuilder};
 pub use client_files::ClientFiles;
 #[cfg(feature = "sqlite")]
-pub use history::{Durability, SqliteError, SqliteHistory, StoreStats};
-pub use history::{HistoryError, HistoryStore, MemoryHistory, Page, Query, Retention};
+pub use history::{Backups, Durability, SqliteBuilder, SqliteError, SqliteHistory};
+pub use history::{
+    HistoryError, HistoryStore, LastSeen, MemoryHistory, Page, Query, Retention, Search,
+    SearchPage, Session, StoreStats,
+};
 pub use hooks::{
     ChannelUse, ClientContext, DisconnectContext, PublishContext, Refusal, SendContext,
     SubscribeContext,

@@ -33,6 +33,9 @@ pub struct NamespaceOptions {
     pub history_ttl: Duration,
     /// Whether `presence` may be asked.
     pub presence: bool,
+    /// Whether publications are indexed for full-text search and `search`
+    /// may be asked (needs a store that searches: `SqliteHistory`).
+    pub search: bool,
     /// Whether subscribers may opt in to `join` and `leave` pushes.
     pub join_leave: bool,
     /// Who may subscribe.
@@ -49,6 +52,7 @@ impl Default for NamespaceOptions {
             history_size: 100,
             history_ttl: Duration::from_secs(7 * 24 * 3600),
             presence: true,
+            search: false,
             join_leave: true,
             subscribe: Access::Anyone,
             publish: Access::Anyone,
@@ -79,6 +83,14 @@ impl NamespaceOptions {
     /// Whether `presence` may be asked.
     pub fn presence(mut self, on: bool) -> Self {
         self.presence = on;
+        self
+    }
+
+    /// Whether publications are indexed for full-text search and clients
+    /// may `search` (off by default; needs a store that searches, such as
+    /// `SqliteHistory`, and history on).
+    pub fn search(mut self, on: bool) -> Self {
+        self.search = on;
         self
     }
 

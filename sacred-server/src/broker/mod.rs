@@ -51,6 +51,9 @@ impl From<HistoryError> for BrokerError {
         match err {
             HistoryError::Unrecoverable => BrokerError::Unrecoverable,
             HistoryError::Store(cause) => BrokerError::Unavailable(cause),
+            unsupported @ HistoryError::Unsupported(_) => {
+                BrokerError::Unavailable(unsupported.to_string().into())
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ use super::{HistoryError, HistoryStore, Page, Query, Retention};
 const KEEP: Retention = Retention {
     size: 3,
     ttl: Duration::from_secs(60),
+    searchable: false,
 };
 
 /// Every check below, each on its own channels of `store`.
@@ -19,6 +20,72 @@ pub(super) async fn run(store: &dyn HistoryStore) {
     since_is_all_or_nothing(store).await;
     a_channel_without_publications_has_a_stable_position(store).await;
     concurrent_appends_to_many_channels_keep_each_channel_s_order(store).await;
+    deleting_and_forgetting_keep_the_other_offsets(store).await;
+}
+
+/// A publication of `n` by `user` (the publisher's peer names the user).
+fn by(channel: &str, user: &str, n: i64) -> Publication {
+    let mut peer = sacred_proto::Peer::default();
+    peer.id = format!("{user}-client");
+    peer.user = Some(user.to_owned());
+    let mut publication = Publication::new(channel, Value::from(n), 0);
+    publication.from = Some(peer);
+    publication
+}
+
+/// A channel's history deleted keeps its position; a user forgotten loses
+/// every publication in every channel, the others keep their offsets; an
+/// export lists exactly that user's.
+async fn deleting_and_forgetting_keep_the_other_offsets(store: &dyn HistoryStore) {
+    let keep = Retention::new(100, Duration::from_secs(60));
+    for (channel, user, n) in [
+        ("gdpr:a", "ada", 1),
+        ("gdpr:a", "bob", 2),
+        ("gdpr:a", "ada", 3),
+        ("gdpr:b", "ada", 4),
+        ("gdpr:b", "bob", 5),
+    ] {
+        store
+            .append(channel, by(channel, user, n), keep)
+            .await
+            .unwrap();
+    }
+    let exported = store.export_user("ada").await.unwrap();
+    let found: Vec<_> = exported
+        .iter()
+        .map(|p| (p.channel.as_str(), p.offset.unwrap(), p.data.clone()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("gdpr:a", 1, Value::from(1)),
+            ("gdpr:a", 3, Value::from(3)),
+            ("gdpr:b", 1, Value::from(4)),
+        ]
+    );
+    assert!(exported.iter().all(|p| p.epoch.is_some()));
+    assert_eq!(store.forget_user("ada").await.unwrap(), 3);
+    assert!(store.export_user("ada").await.unwrap().is_empty());
+    let a = read(store, "gdpr:a", Query::new()).await.unwrap();
+    assert_eq!(offsets(&a), [2], "bob's keeps its offset");
+    assert_eq!(a.position.offset, 3, "the position stays");
+    assert_eq!(
+        offsets(&read(store, "gdpr:b", Query::new()).await.unwrap()),
+        [2]
+    );
+    assert_eq!(store.remove("gdpr:b").await.unwrap(), 1);
+    let b = read(store, "gdpr:b", Query::new()).await.unwrap();
+    assert!(b.publications.is_empty());
+    assert_eq!(b.position.offset, 2, "the position stays");
+    let next = store
+        .append("gdpr:b", by("gdpr:b", "bob", 6), keep)
+        .await
+        .unwrap();
+    assert_eq!(
+        (next.offset, &next.epoch),
+        (Some(3), &Some(b.position.epoch))
+    );
+    assert_eq!(store.remove("gdpr:never").await.unwrap(), 0);
 }
 
 pub(super) async fn append(store: &dyn HistoryStore, channel: &str, n: i64) -> StreamPosition {

@@ -13,7 +13,7 @@ use sacred_proto::{Publication, StreamPosition};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{HistoryError, HistoryStore, Page, Query, Retention};
+use super::{HistoryError, HistoryStore, Page, Query, Retention, StoreStats};
 
 /// Buckets of channel names sharing an epoch generation (see `Shared`).
 const BUCKETS: usize = 1024;
@@ -227,6 +227,78 @@ impl HistoryStore for MemoryHistory {
     ) -> BoxFuture<'a, Result<Page, HistoryError>> {
         Box::pin(std::future::ready(self.read_now(channel, &query)))
     }
+
+    /// Empties the stream; its position stays until the stream is forgotten
+    /// as an expired one is (within 30 s), after which the channel starts
+    /// again under a new epoch.
+    fn remove<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<u64, HistoryError>> {
+        let removed = self
+            .shared
+            .streams
+            .get_mut(channel)
+            .map_or(0, |mut stream| {
+                let removed = stream.entries.len() as u64;
+                stream.entries.clear();
+                removed
+            });
+        Box::pin(std::future::ready(Ok(removed)))
+    }
+
+    fn forget_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<u64, HistoryError>> {
+        let mut removed = 0;
+        for mut stream in self.shared.streams.iter_mut() {
+            let before = stream.entries.len();
+            stream
+                .entries
+                .retain(|entry| !published_by(&entry.publication, user));
+            removed += (before - stream.entries.len()) as u64;
+        }
+        Box::pin(std::future::ready(Ok(removed)))
+    }
+
+    fn export_user<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Publication>, HistoryError>> {
+        let now = Instant::now();
+        let mut found: Vec<Arc<Publication>> = Vec::new();
+        for stream in self.shared.streams.iter() {
+            found.extend(
+                stream
+                    .entries
+                    .iter()
+                    .filter(|entry| entry.expires > now && published_by(&entry.publication, user))
+                    .map(|entry| Arc::clone(&entry.publication)),
+            );
+        }
+        found.sort_by(|a, b| (&a.channel, a.offset).cmp(&(&b.channel, b.offset)));
+        let publications = found.iter().map(|p| Publication::clone(p)).collect();
+        Box::pin(std::future::ready(Ok(publications)))
+    }
+
+    /// Streams and publications kept (`bytes` is 0: nothing is on disk).
+    fn stats(&self) -> BoxFuture<'_, Result<StoreStats, HistoryError>> {
+        let streams = self.shared.streams.len() as u64;
+        let publications = self
+            .shared
+            .streams
+            .iter()
+            .map(|stream| stream.entries.len() as u64)
+            .sum();
+        Box::pin(std::future::ready(Ok(StoreStats {
+            streams,
+            publications,
+            ..StoreStats::default()
+        })))
+    }
+}
+
+fn published_by(publication: &Publication, user: &str) -> bool {
+    publication
+        .from
+        .as_ref()
+        .and_then(|from| from.user.as_deref())
+        == Some(user)
 }
 
 impl MemoryHistory {
@@ -280,6 +352,7 @@ mod tests {
     const KEEP: Retention = Retention {
         size: 3,
         ttl: Duration::from_secs(60),
+        searchable: false,
     };
 
     fn append_to(store: &MemoryHistory, channel: &str, n: i64) -> StreamPosition {

@@ -15,7 +15,7 @@ mod sqlite;
 
 pub use memory::MemoryHistory;
 #[cfg(feature = "sqlite")]
-pub use sqlite::{Durability, SqliteError, SqliteHistory, StoreStats};
+pub use sqlite::{Backups, Durability, SqliteBuilder, SqliteError, SqliteHistory};
 
 /// How a channel's stream is kept: bounded by size and by age.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,13 +25,136 @@ pub struct Retention {
     pub size: usize,
     /// How long each is kept.
     pub ttl: Duration,
+    /// Whether the text of each is indexed for [`HistoryStore::search`].
+    pub searchable: bool,
 }
 
 impl Retention {
-    /// Keep at most `size` publications for `ttl` each.
+    /// Keep at most `size` publications for `ttl` each, not indexed for search.
     pub fn new(size: usize, ttl: Duration) -> Retention {
-        Retention { size, ttl }
+        Retention {
+            size,
+            ttl,
+            searchable: false,
+        }
     }
+
+    /// Index the text of each publication for [`HistoryStore::search`].
+    pub fn searchable(mut self, searchable: bool) -> Retention {
+        self.searchable = searchable;
+        self
+    }
+}
+
+/// A full-text search of a channel's stored history
+/// ([`HistoryStore::search`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Search {
+    /// The words to find, all of them, in any order and any case; a word
+    /// ending in `*` matches as a prefix. Other punctuation separates words.
+    pub text: String,
+    /// At most this many hits.
+    pub limit: usize,
+    /// Hits skipped before the first returned (`limit` times the page number).
+    pub skip: usize,
+}
+
+impl Search {
+    /// The first 10 publications with every word of `text`, best first.
+    pub fn new(text: impl Into<String>) -> Search {
+        Search {
+            text: text.into(),
+            limit: 10,
+            skip: 0,
+        }
+    }
+
+    /// At most `limit` hits.
+    pub fn limit(mut self, limit: usize) -> Search {
+        self.limit = limit;
+        self
+    }
+
+    /// Skip the first `skip` hits (paging).
+    pub fn skip(mut self, skip: usize) -> Search {
+        self.skip = skip;
+        self
+    }
+}
+
+/// What a search found: publications best first (with `offset` and `epoch`
+/// set), and how many match in all.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct SearchPage {
+    /// Publications matching, in rank order, after `skip`, at most `limit`.
+    pub publications: Vec<Publication>,
+    /// How many publications match in all.
+    pub total: u64,
+}
+
+/// A connection's session, recorded when it ends
+/// ([`HistoryStore::record_session`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Session {
+    /// The user (empty for an anonymous connection).
+    pub user: String,
+    /// The client's kind (`ClientInfo::kind`), possibly empty.
+    pub kind: String,
+    /// The client's runtime (`ClientInfo::runtime`), possibly empty.
+    pub runtime: String,
+    /// When it connected, milliseconds since the Unix epoch.
+    pub connected_ms: u64,
+    /// When it ended (or was last seen), milliseconds since the Unix epoch.
+    pub seen_ms: u64,
+    /// Messages it sent: publishes and direct messages.
+    pub messages: u64,
+}
+
+/// When a user was last seen with one kind and runtime of client, and how
+/// much it sent over the sessions kept ([`HistoryStore::last_seen`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LastSeen {
+    /// The client's kind, possibly empty.
+    pub kind: String,
+    /// The client's runtime, possibly empty.
+    pub runtime: String,
+    /// When it last connected, milliseconds since the Unix epoch.
+    pub connected_ms: u64,
+    /// When it was last seen (its last session ended), milliseconds since the Unix epoch.
+    pub seen_ms: u64,
+    /// Sessions recorded.
+    pub sessions: u64,
+    /// Messages sent over those sessions.
+    pub messages: u64,
+}
+
+/// A store's size and upkeep, for metrics and operators
+/// ([`HistoryStore::stats`]). Figures a store does not have are zero or `None`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Bytes on disk: the database file and its write-ahead log.
+    pub bytes: u64,
+    /// Publications kept (expired ones not yet pruned included).
+    pub publications: u64,
+    /// Streams (channels with a position kept).
+    pub streams: u64,
+    /// Expired publications deleted since the store opened.
+    pub pruned: u64,
+    /// How long the last prune took, once one ran.
+    pub last_prune: Option<Duration>,
+    /// Streams dropped, oldest first, because the store reached its size cap.
+    pub capped_streams: u64,
+    /// Backups written since the store opened.
+    pub backups: u64,
+    /// Backups that failed since the store opened.
+    pub failed_backups: u64,
+    /// How long the last successful backup took.
+    pub last_backup: Option<Duration>,
 }
 
 /// What to read from a stream.
@@ -102,6 +225,9 @@ pub enum HistoryError {
     /// The store failed (connection lost, I/O error); the cause is the source.
     #[error("history store failed")]
     Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store does not do this (e.g. search in memory).
+    #[error("the history store does not support {0}")]
+    Unsupported(&'static str),
 }
 
 impl HistoryError {
@@ -161,6 +287,66 @@ pub trait HistoryStore: Send + Sync + 'static {
         let _ = (channel, retention);
         Err(publication)
     }
+
+    /// Deletes every publication of `channel` and returns how many went. The
+    /// stream's position stays: later publications continue its offsets.
+    fn remove<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<u64, HistoryError>> {
+        let _ = channel;
+        unsupported("deleting a channel's history")
+    }
+
+    /// Deletes every publication `user` published, in every channel, and
+    /// returns how many went; the offsets of the others do not change.
+    fn forget_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<u64, HistoryError>> {
+        let _ = user;
+        unsupported("deleting a user's publications")
+    }
+
+    /// Every publication `user` published that is kept, by channel then
+    /// offset, with `offset` and `epoch` set.
+    fn export_user<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Publication>, HistoryError>> {
+        let _ = user;
+        unsupported("exporting a user's publications")
+    }
+
+    /// Full-text search of `channel`'s kept publications (those appended
+    /// with [`Retention::searchable`]), best match first.
+    fn search<'a>(
+        &'a self,
+        channel: &'a str,
+        search: Search,
+    ) -> BoxFuture<'a, Result<SearchPage, HistoryError>> {
+        let _ = (channel, search);
+        unsupported("search")
+    }
+
+    /// Records a connection's session (for [`HistoryStore::last_seen`]);
+    /// called by the hub when a connection ends, must not block. The default
+    /// keeps nothing.
+    fn record_session(&self, session: Session) {
+        let _ = session;
+    }
+
+    /// When `user` was last seen, per client kind and runtime, newest first.
+    fn last_seen<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<LastSeen>, HistoryError>> {
+        let _ = user;
+        unsupported("last seen")
+    }
+
+    /// The store's size and upkeep.
+    fn stats(&self) -> BoxFuture<'_, Result<StoreStats, HistoryError>> {
+        unsupported("statistics")
+    }
+}
+
+fn unsupported<'a, T: Send + 'a>(what: &'static str) -> BoxFuture<'a, Result<T, HistoryError>> {
+    Box::pin(std::future::ready(Err(HistoryError::Unsupported(what))))
 }
 
 /// A shared store is a store: lets one store outlive a hub (a restart) or
@@ -191,5 +377,43 @@ impl<T: HistoryStore + ?Sized> HistoryStore for Arc<T> {
         retention: Retention,
     ) -> Result<BoxFuture<'static, Result<Arc<Publication>, HistoryError>>, Publication> {
         (**self).append_queued(channel, publication, retention)
+    }
+
+    fn remove<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<u64, HistoryError>> {
+        (**self).remove(channel)
+    }
+
+    fn forget_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<u64, HistoryError>> {
+        (**self).forget_user(user)
+    }
+
+    fn export_user<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Publication>, HistoryError>> {
+        (**self).export_user(user)
+    }
+
+    fn search<'a>(
+        &'a self,
+        channel: &'a str,
+        search: Search,
+    ) -> BoxFuture<'a, Result<SearchPage, HistoryError>> {
+        (**self).search(channel, search)
+    }
+
+    fn record_session(&self, session: Session) {
+        (**self).record_session(session)
+    }
+
+    fn last_seen<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<LastSeen>, HistoryError>> {
+        (**self).last_seen(user)
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<StoreStats, HistoryError>> {
+        (**self).stats()
     }
 }

@@ -191,3 +191,245 @@ async fn concurrent_publishes_to_one_channel_arrive_in_order() {
         );
     }
 }
+
+/// Runs `sacred-server ARGS --store sqlite:DB` (a store command) to its end;
+/// its exit status and what it printed.
+async fn store_command(db: &Path, args: &[&str]) -> (bool, String, String) {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_sacred-server"))
+        .args(["--store", &format!("sqlite:{}", db.display())])
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the command ends in time")
+        .expect("the command runs");
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// A backup written by `sacred-server backup` while publishes stream in
+/// restores (`sacred-server restore`, refused while the server runs) to a
+/// server on which a client from before the backup's end recovers, and one
+/// that saw later publications is told `recovered: false`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_publishing_restores_to_a_server_whose_clients_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.db");
+    let backup = dir.path().join("backup.db");
+    let (mut server, addr) = start(&db, "periodic").await;
+    let url = format!("ws://{addr}/ws");
+    let (mut publisher, _) = Client::connect(&url, Codec::MsgPack, info("publisher")).await;
+    let mut epoch = String::new();
+    for n in 0..100 {
+        let reply = publish_reply(
+            publisher
+                .request(PublishRequest::new("feed", Value::from(n)))
+                .await,
+        );
+        epoch = reply.epoch.unwrap();
+    }
+    let publishing = tokio::spawn(async move {
+        for n in 100..1_500 {
+            publish_reply(
+                publisher
+                    .request(PublishRequest::new("feed", Value::from(n)))
+                    .await,
+            );
+        }
+    });
+    let (ok, _, err) = store_command(&db, &["backup", backup.to_str().unwrap()]).await;
+    assert!(ok, "backup: {err}");
+    tokio::time::timeout(Duration::from_secs(60), publishing)
+        .await
+        .expect("publishing ends")
+        .unwrap();
+    let (ok, _, err) = store_command(&db, &["restore", backup.to_str().unwrap()]).await;
+    assert!(!ok, "a running server's store is not restored over");
+    assert!(err.contains("in use"), "{err}");
+
+    server.kill().await.unwrap();
+    let (ok, _, err) = store_command(&db, &["restore", backup.to_str().unwrap()]).await;
+    assert!(ok, "restore: {err}");
+    let (_server, addr) = start(&db, "periodic").await;
+    let url = format!("ws://{addr}/ws");
+    let (mut early, _) = Client::connect(&url, Codec::MsgPack, info("early")).await;
+    let mut request = SubscribeRequest::new("feed");
+    request.recover = Some(StreamPosition::new(50, epoch.clone()));
+    let reply = subscribe_reply(early.request(request).await);
+    assert!(
+        reply.recovered,
+        "a position before the backup's end recovers"
+    );
+    let top = reply.offset.unwrap();
+    assert!((100..=1_500).contains(&top), "the backup's end: {top}");
+    let offsets: Vec<u64> = reply
+        .publications
+        .iter()
+        .map(|p| p.offset.unwrap())
+        .collect();
+    assert_eq!(offsets, (51..=top).collect::<Vec<_>>());
+    assert_ne!(
+        reply.epoch.as_deref(),
+        Some(epoch.as_str()),
+        "under a new epoch"
+    );
+    if top < 1_500 {
+        let (mut late, _) = Client::connect(&url, Codec::MsgPack, info("late")).await;
+        let mut request = SubscribeRequest::new("feed");
+        request.recover = Some(StreamPosition::new(1_500, epoch.clone()));
+        let reply = subscribe_reply(late.request(request).await);
+        assert!(
+            !reply.recovered,
+            "what it saw after the backup is gone: it must reload"
+        );
+    }
+}
+
+/// The data lifecycle through the binary while the server runs: a user's
+/// publications exported as JSON lines, then forgotten (the others keep
+/// their offsets) with their last-seen record; a channel's history deleted
+/// with its position kept; search where the namespace enables it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_is_exported_and_forgotten_and_a_channel_deleted_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.db");
+    let config = dir.path().join("sacred.toml");
+    std::fs::write(
+        &config,
+        "[hub.namespaces.chat]\nhistory_size = 1000\nsearch = true\n",
+    )
+    .unwrap();
+    let key = |user: &str| sacred_server::ApiKey::from_plain(&format!("{user}-key"), user);
+    let (_server, addr) = spawn_binary([
+        "--config".to_owned(),
+        config.display().to_string(),
+        "--store".to_owned(),
+        format!("sqlite:{}", db.display()),
+        "--api-key".to_owned(),
+        format!("ada:{}", key("ada").sha256),
+        "--api-key".to_owned(),
+        format!("bob:{}", key("bob").sha256),
+    ])
+    .await;
+    let url = format!("ws://{addr}/ws");
+    let signed_in = |user: &'static str| {
+        let url = url.clone();
+        async move {
+            let mut client = Client::open(&url, Codec::Json).await;
+            let mut client_info = info(user);
+            client_info.kind = "agent".to_owned();
+            client_info.runtime = "rust".to_owned();
+            client
+                .connect_with(ConnectRequest::new(
+                    Some(format!("{user}-key")),
+                    client_info,
+                ))
+                .await
+                .expect("a valid key");
+            client
+        }
+    };
+    let mut ada = signed_in("ada").await;
+    let mut bob = signed_in("bob").await;
+    for (n, channel) in ["chat:a", "chat:b", "chat:a"].into_iter().enumerate() {
+        publish_reply(
+            ada.request(PublishRequest::new(
+                channel,
+                text(&format!("ada says hello {n}")),
+            ))
+            .await,
+        );
+        publish_reply(
+            bob.request(PublishRequest::new(
+                channel,
+                text(&format!("bob says hi {n}")),
+            ))
+            .await,
+        );
+    }
+    ada.close_normally().await;
+
+    let (ok, out, err) = store_command(&db, &["export-user", "ada"]).await;
+    assert!(ok, "{err}");
+    let exported = json_lines(&out);
+    let found: Vec<_> = exported
+        .iter()
+        .map(|p| {
+            (
+                p["channel"].as_str().unwrap(),
+                p["offset"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(found, [("chat:a", 1), ("chat:a", 3), ("chat:b", 1)]);
+    assert_eq!(exported[0]["data"], "ada says hello 0");
+    assert_eq!(exported[0]["from"]["user"], "ada");
+
+    let (ok, out, err) = store_command(&db, &["search", "chat:a", "HELLO"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(json_lines(&out).len(), 2, "ada's two in chat:a: {out}");
+
+    // The session is recorded as the server finishes the connection.
+    let deadline = std::time::Instant::now() + WAIT;
+    let seen = loop {
+        let (ok, out, err) = store_command(&db, &["last-seen", "ada"]).await;
+        assert!(ok, "{err}");
+        if let Some(seen) = json_lines(&out).pop() {
+            break seen;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ada's session is recorded"
+        );
+    };
+    assert_eq!(
+        (seen["kind"].as_str(), seen["runtime"].as_str()),
+        (Some("agent"), Some("rust"))
+    );
+    assert_eq!(seen["messages"], 3);
+    assert_eq!(seen["sessions"], 1);
+
+    let (ok, out, err) = store_command(&db, &["forget-user", "ada"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(json_lines(&out)[0]["deleted"], 3);
+    let (_, out, _) = store_command(&db, &["last-seen", "ada"]).await;
+    assert!(out.is_empty(), "forgotten: {out}");
+    let history = |channel: &'static str| HistoryRequest::new(channel);
+    let Ok(Reply::History(a)) = bob.request(history("chat:a")).await else {
+        panic!("history of chat:a");
+    };
+    let offsets: Vec<_> = a.publications.iter().map(|p| p.offset.unwrap()).collect();
+    assert_eq!(offsets, [2, 4], "bob's keep their offsets");
+    assert_eq!(a.offset, 4);
+
+    let (ok, out, err) = store_command(&db, &["delete-history", "chat:b"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(json_lines(&out)[0]["deleted"], 1);
+    let Ok(Reply::History(b)) = bob.request(history("chat:b")).await else {
+        panic!("history of chat:b");
+    };
+    assert!(b.publications.is_empty());
+    assert_eq!(b.offset, 2, "the position stays");
+    let next = publish_reply(
+        bob.request(PublishRequest::new("chat:b", text("again")))
+            .await,
+    );
+    assert_eq!(next.offset, Some(3));
+
+    let (ok, out, err) = store_command(&db, &["stats"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(json_lines(&out)[0]["streams"], 2);
+    let (ok, _, err) = store_command(&dir.path().join("missing.db"), &["stats"]).await;
+    assert!(!ok);
+    assert!(err.contains("no store at"), "{err}");
+}

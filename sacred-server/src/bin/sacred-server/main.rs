@@ -6,6 +6,8 @@
 
 mod serve;
 mod settings;
+#[cfg(feature = "sqlite")]
+mod store;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -33,7 +35,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(settings.log_format);
+    if let Some(command) = cli.command {
+        // Log lines to stderr: stdout is the command's output.
+        init_logging(settings.log_format, true);
+        return run_command(command, &settings.store).await;
+    }
+    init_logging(settings.log_format, false);
     match run(settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -76,19 +83,32 @@ fn with_store(
     builder: sacred_server::HubBuilder,
     settings: &settings::StoreSettings,
 ) -> Result<sacred_server::HubBuilder, Box<dyn std::error::Error>> {
-    use sacred_server::{Durability, SqliteHistory};
-    let Some(path) = settings.sqlite_path() else {
-        return Ok(builder);
-    };
-    let durability = match settings.sync {
-        Some(settings::StoreSync::Always) => Durability::Always,
-        _ => Durability::Periodic(std::time::Duration::from_millis(
-            settings.sync_interval_ms.unwrap_or(1000),
-        )),
-    };
-    let store = SqliteHistory::open(&path, durability)?;
-    tracing::info!(path = %path.display(), ?durability, "history: SQLite");
-    Ok(builder.history_store(store))
+    match store::open(settings)? {
+        Some(store) => Ok(builder.history_store(store)),
+        None => Ok(builder),
+    }
+}
+
+/// Runs a store maintenance command.
+#[cfg(feature = "sqlite")]
+async fn run_command(command: settings::Command, settings: &settings::StoreSettings) -> ExitCode {
+    match store::run(command, settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sacred-server: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Built without the `sqlite` feature: there is no store to maintain.
+#[cfg(not(feature = "sqlite"))]
+async fn run_command(_: settings::Command, _: &settings::StoreSettings) -> ExitCode {
+    eprintln!(
+        "sacred-server: this sacred-server was built without the `sqlite` feature: \
+         rebuild with --features sqlite for store commands"
+    );
+    ExitCode::from(2)
 }
 
 /// Built without the `sqlite` feature: streams in memory only.
@@ -145,13 +165,26 @@ async fn with_broker(
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, to_stderr: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SACRED_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: a log file or a collector gets plain text.
+    let terminal = if to_stderr {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    };
+    let writer = move || -> Box<dyn std::io::Write> {
+        if to_stderr {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::io::stdout())
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal());
+        .with_writer(writer)
+        .with_ansi(terminal);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

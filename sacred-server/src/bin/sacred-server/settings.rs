@@ -49,6 +49,65 @@ pub(crate) struct Cli {
     /// or periodic (fsync every store_sync_interval_ms) [default: periodic].
     #[arg(long, env = "SACRED_STORE_SYNC")]
     store_sync: Option<StoreSync>,
+    /// With --store: a cap on the megabytes it uses; past it the least
+    /// recently published streams are deleted first [default: none].
+    #[arg(long, env = "SACRED_STORE_MAX_MB")]
+    store_max_mb: Option<u64>,
+    /// With --store: write a backup into this directory every
+    /// store backup_interval_secs (daily) [default: no backups].
+    #[arg(long, env = "SACRED_STORE_BACKUP_DIR")]
+    store_backup_dir: Option<PathBuf>,
+    /// What to do instead of serving: store maintenance (see docs/operations.md).
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+/// Store maintenance, on the database `--store` names (while the server
+/// runs, except `restore`).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Write a consistent copy of the store to FILE (safe while the server runs).
+    Backup {
+        /// The backup file to write.
+        file: PathBuf,
+    },
+    /// Replace the store with the backup FILE (stop the server first).
+    Restore {
+        /// The backup file to restore.
+        file: PathBuf,
+    },
+    /// Delete every stored publication of CHANNEL (its position stays).
+    DeleteHistory {
+        /// The channel.
+        channel: String,
+    },
+    /// Delete every stored publication USER published and their last-seen records.
+    ForgetUser {
+        /// The user id.
+        user: String,
+    },
+    /// Print every stored publication USER published, one JSON object per line.
+    ExportUser {
+        /// The user id.
+        user: String,
+    },
+    /// Print when USER was last seen, per client kind and runtime, as JSON lines.
+    LastSeen {
+        /// The user id.
+        user: String,
+    },
+    /// Search CHANNEL's stored history for WORDS; JSON lines, best first.
+    Search {
+        /// The channel.
+        channel: String,
+        /// The words to find (all of them; `word*` for a prefix).
+        words: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+    /// Print the store's size and upkeep as JSON.
+    Stats,
 }
 
 /// How log lines are written.
@@ -89,6 +148,17 @@ pub(crate) struct StoreSettings {
     pub(crate) sync: Option<StoreSync>,
     /// With `periodic`: milliseconds between fsyncs [default: 1000].
     pub(crate) sync_interval_ms: Option<u64>,
+    /// A cap on the megabytes the database uses [default: none].
+    pub(crate) max_mb: Option<u64>,
+    /// Seconds an empty stream's position and a user's last-seen record are
+    /// kept after their last activity [default: 604800, 7 days].
+    pub(crate) keep_idle_secs: Option<u64>,
+    /// A directory for scheduled backups [default: none].
+    pub(crate) backup_dir: Option<PathBuf>,
+    /// Seconds between scheduled backups [default: 86400, daily].
+    pub(crate) backup_interval_secs: Option<u64>,
+    /// Scheduled backups kept, the oldest deleted [default: 7].
+    pub(crate) backup_keep: Option<usize>,
 }
 
 /// When the store fsyncs.
@@ -202,6 +272,12 @@ impl Settings {
         if let Some(sync) = cli.store_sync {
             settings.store.sync = Some(sync);
         }
+        if let Some(mb) = cli.store_max_mb {
+            settings.store.max_mb = Some(mb);
+        }
+        if let Some(dir) = &cli.store_backup_dir {
+            settings.store.backup_dir = Some(dir.clone());
+        }
         if let Some(url) = &settings.store.url {
             match settings.store.sqlite_path() {
                 Some(path) if !path.as_os_str().is_empty() => {}
@@ -216,6 +292,14 @@ impl Settings {
         }
         if settings.store.sync_interval_ms == Some(0) {
             return Err("store sync_interval_ms must be greater than zero".into());
+        }
+        if settings.store.max_mb == Some(0) {
+            return Err("store max_mb must be greater than zero".into());
+        }
+        if settings.store.backup_interval_secs == Some(0) || settings.store.backup_keep == Some(0) {
+            return Err(
+                "store backup_interval_secs and backup_keep must be greater than zero".into(),
+            );
         }
         if settings.header_timeout.is_zero() {
             return Err("header_timeout_secs must be greater than zero".into());

@@ -29,6 +29,8 @@ kind_enum! {
         Pong = "pong",
         /// `refresh`
         Refresh = "refresh",
+        /// `search`
+        Search = "search",
     }
 }
 
@@ -55,6 +57,8 @@ tagged_enum! {
         Pong(PongRequest),
         /// Replace the connection's token before it expires.
         Refresh(RefreshRequest),
+        /// Search a channel's stored history for words.
+        Search(SearchRequest),
     }
 }
 
@@ -277,6 +281,61 @@ impl HistoryRequest {
     /// Newest first (the newest `limit`) instead of oldest first.
     pub fn reverse(mut self, reverse: bool) -> HistoryRequest {
         self.reverse = reverse;
+        self
+    }
+}
+
+/// The longest `text` a `search` may carry, in bytes.
+pub const MAX_SEARCH_TEXT_BYTES: usize = 1024;
+
+/// `search`: full-text search of a channel's stored history, best match
+/// first, in pages.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SearchRequest {
+    /// The channel.
+    #[serde(deserialize_with = "crate::text::string")]
+    pub channel: String,
+    /// The words to find, all of them, in any order and any case; a word
+    /// ending in `*` matches as a prefix. At most [`MAX_SEARCH_TEXT_BYTES`].
+    #[serde(deserialize_with = "crate::text::string")]
+    pub text: String,
+    /// At most this many publications; absent means 10, the server may
+    /// cap it (the reference server at 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Matches skipped before the first returned (paging: `limit` times
+    /// the page number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<u32>,
+}
+
+impl SearchRequest {
+    /// The first 10 publications of `channel` with every word of `text`.
+    ///
+    /// ```
+    /// use sacred_proto::SearchRequest;
+    ///
+    /// let second_page = SearchRequest::new("ops:deploys", "rollback node*").limit(20).skip(20);
+    /// # let _ = second_page;
+    /// ```
+    pub fn new(channel: impl Into<String>, text: impl Into<String>) -> SearchRequest {
+        SearchRequest {
+            channel: channel.into(),
+            text: text.into(),
+            ..SearchRequest::default()
+        }
+    }
+
+    /// At most `limit` publications.
+    pub fn limit(mut self, limit: u32) -> SearchRequest {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Skip the first `skip` matches.
+    pub fn skip(mut self, skip: u32) -> SearchRequest {
+        self.skip = Some(skip);
         self
     }
 }

@@ -76,8 +76,9 @@ pub use channel::{channel_namespace, validate_channel};
 pub use code::{DisconnectCode, ErrorCode};
 pub use codec::{Codec, NegotiationError};
 pub use command::{
-    Command, CommandKind, ConnectRequest, HistoryRequest, PongRequest, PresenceRequest,
-    PublishRequest, RefreshRequest, RpcRequest, SendRequest, SubscribeRequest, UnsubscribeRequest,
+    Command, CommandKind, ConnectRequest, HistoryRequest, MAX_SEARCH_TEXT_BYTES, PongRequest,
+    PresenceRequest, PublishRequest, RefreshRequest, RpcRequest, SearchRequest, SendRequest,
+    SubscribeRequest, UnsubscribeRequest,
 };
 pub use error::{DecodeError, EncodeError};
 pub use info::{ClientInfo, Peer, StreamPosition};
@@ -89,7 +90,7 @@ pub use push::{
 };
 pub use reply::{
     ConnectReply, HistoryReply, PongReply, PresenceReply, PublishReply, RefreshReply, Reply,
-    ReplyError, RpcReply, SendReply, SubscribeReply, UnsubscribeReply,
+    ReplyError, RpcReply, SearchReply, SendReply, SubscribeReply, UnsubscribeReply,
 };
 pub use validate::ValidationError;
 pub use value::{Number, Value, ValueError, from_value, to_value};

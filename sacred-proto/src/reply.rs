@@ -35,6 +35,8 @@ tagged_enum! {
         Pong(PongReply),
         /// Answers `refresh`.
         Refresh(RefreshReply),
+        /// Answers `search`.
+        Search(SearchReply),
     }
 }
 
@@ -177,6 +179,22 @@ pub struct HistoryReply {
     #[serde(deserialize_with = "crate::text::string")]
     pub epoch: String,
     /// The publications asked for, in the order asked for.
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub publications: Vec<Publication>,
+}
+
+/// Answers `search`: the matches asked for, best first, and how many there
+/// are in all.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SearchReply {
+    /// How many publications match in all (for paging).
+    pub total: u64,
+    /// The matching publications after `skip`, at most `limit`, best first.
     #[serde(
         default,
         deserialize_with = "crate::nullable",

@@ -77,6 +77,10 @@ impl Command {
             }
             Command::Refresh(refresh) => non_empty("token", &refresh.token),
             Command::Pong(_) => Ok(()),
+            Command::Search(search) => {
+                validate_channel(&search.channel, limits)?;
+                bounded("text", &search.text, crate::command::MAX_SEARCH_TEXT_BYTES)
+            }
         }
     }
 }

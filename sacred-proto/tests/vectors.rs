@@ -124,6 +124,19 @@ fn valid() -> Vec<Valid> {
     history_reply.epoch = "x7Kp".into();
     history_reply.publications = vec![publication(43, "anyone here?"), publication(42, "hello")];
 
+    let search = SearchRequest::new("ops:deploys", "rollback node*")
+        .limit(2)
+        .skip(2);
+    let mut search_reply = SearchReply::default();
+    search_reply.total = 5;
+    search_reply.publications = vec![
+        publication(31, "rollback on node 3"),
+        publication(17, "nodes 1-4: rollback done"),
+    ];
+    for found in &mut search_reply.publications {
+        found.channel = "ops:deploys".into();
+    }
+
     let mut refreshed = RefreshReply::default();
     refreshed.expires = Some(1_763_807_200_000);
 
@@ -212,6 +225,11 @@ fn valid() -> Vec<Valid> {
             messages: client(12, RefreshRequest::new("sk_live_fedcba9876543210")),
         },
         Valid {
+            name: "search",
+            description: "The second page of two: publications with `rollback` and a word starting with `node`.",
+            messages: client(13, search),
+        },
+        Valid {
             name: "client-batch",
             description: "A batch: resubscribe and publish in one frame.",
             messages: Messages::Client(vec![
@@ -279,6 +297,11 @@ fn valid() -> Vec<Valid> {
             name: "refresh-reply",
             description: "The new token's expiry.",
             messages: server(ServerMessage::reply(12, refreshed)),
+        },
+        Valid {
+            name: "search-reply",
+            description: "Five match in all; the third and fourth best.",
+            messages: server(ServerMessage::reply(13, search_reply)),
         },
         Valid {
             name: "error-reply",
@@ -412,6 +435,10 @@ fn invalid() -> Vec<Invalid> {
         r#"{{"id":1,"publish":{{"channel":"c","data":{}1{}}}}}"#,
         "[".repeat(31),
         "]".repeat(31)
+    );
+    let long_search = format!(
+        r#"{{"id":1,"search":{{"channel":"ops","text":"{}"}}}}"#,
+        "a".repeat(1025)
     );
     let long_method = format!(r#"{{"id":1,"rpc":{{"method":"{}"}}}}"#, "m".repeat(129));
     let long_name = format!(
@@ -730,6 +757,13 @@ fn invalid() -> Vec<Invalid> {
             "A client name of 65 bytes (the limit is 64).",
             false,
             both(&long_name),
+            Error(ErrorCode::BAD_REQUEST),
+        ),
+        (
+            "search-text-too-long",
+            "A search text of 1025 bytes (the limit is 1024).",
+            false,
+            both(&long_search),
             Error(ErrorCode::BAD_REQUEST),
         ),
         (

@@ -278,6 +278,7 @@ impl Connection {
             Command::Rpc(rpc) => self.rpc(peer, rpc).await,
             Command::Pong(_) => Ok(PongReply::new(now_ms()).into()),
             Command::Refresh(refresh) => self.refresh(&peer, refresh).await,
+            Command::Search(search) => self.hub.search_of(&peer, &search).await.map(Reply::from),
         };
         if let (true, Ok(_), Some(session)) = (message, &result, &mut self.session) {
             session.messages += 1;

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sacred_proto::{
     DirectMessage, DisconnectCode, ErrorCode, HistoryReply, HistoryRequest, Migrate, Peer,
-    Publication, PublishReply, ReplyError, ServerMessage, SubscribeReply, SubscribeRequest, Value,
-    channel_namespace,
+    Publication, PublishReply, ReplyError, SearchReply, SearchRequest, ServerMessage,
+    SubscribeReply, SubscribeRequest, Value, channel_namespace,
 };
 use tokio::sync::Notify;
 
@@ -619,7 +619,52 @@ impl Hub {
         reply.publications = page.publications;
         Ok(reply)
     }
+
+    /// A client's `search`: where the namespace enables it, for whoever may
+    /// subscribe; at most [`MAX_SEARCH_LIMIT`] publications a page.
+    pub(crate) async fn search_of(
+        &self,
+        peer: &Peer,
+        request: &SearchRequest,
+    ) -> Result<SearchReply, ReplyError> {
+        let options = self.namespace(&request.channel)?;
+        if !options.search || options.history_size == 0 {
+            return Err(ReplyError::new(
+                ErrorCode::NOT_AVAILABLE,
+                "search is off for this namespace",
+            ));
+        }
+        self.may_use(peer, &request.channel, ChannelUse::History)
+            .await?;
+        let limit = request
+            .limit
+            .map_or(10, |l| l as usize)
+            .min(MAX_SEARCH_LIMIT);
+        let search = Search::new(request.text.clone())
+            .limit(limit)
+            .skip(request.skip.unwrap_or(0) as usize);
+        let page = self
+            .search(&request.channel, search)
+            .await
+            .map_err(|err| match err {
+                HistoryError::Unsupported(_) => ReplyError::new(
+                    ErrorCode::NOT_AVAILABLE,
+                    "this server's history store does not search",
+                ),
+                err => {
+                    tracing::warn!(err = %ErrorChain(&err), "search failed");
+                    ReplyError::new(ErrorCode::INTERNAL, "search failed; retry later")
+                }
+            })?;
+        let mut reply = SearchReply::default();
+        reply.total = page.total;
+        reply.publications = page.publications;
+        Ok(reply)
+    }
 }
+
+/// The most publications one `search` returns.
+pub(crate) const MAX_SEARCH_LIMIT: usize = 100;
 
 /// Whether `peer` passes `access`: an anonymous client where a user is
 /// needed gets 101 (unauthorized), anyone where nobody may gets 103.

@@ -433,3 +433,93 @@ async fn a_user_is_exported_and_forgotten_and_a_channel_deleted_through_the_bina
     assert!(!ok);
     assert!(err.contains("no store at"), "{err}");
 }
+
+/// `search` from a client, in both codecs: ranked and paged where the
+/// namespace enables it on the SQLite store; 108 where it is off or the
+/// store does not search; 107 for a text over 1024 bytes.
+#[tokio::test]
+async fn clients_search_where_the_namespace_enables_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sacred_server::SqliteHistory::open(
+        dir.path().join("history.db"),
+        sacred_server::Durability::Always,
+    )
+    .unwrap();
+    let server = Server::start(
+        sacred_server::Hub::builder()
+            .namespace(
+                "ops",
+                sacred_server::NamespaceOptions::default().search(true),
+            )
+            .history_store(store),
+    )
+    .await;
+    // Enough publications without the word that it is a rare one (a word in
+    // half of them would carry no weight in the ranking).
+    for words in [
+        "deploy failed",
+        "lunch",
+        "deploy deploy rolled back",
+        "deployed",
+        "coffee",
+        "standup at ten",
+        "retro notes",
+        "holiday",
+    ] {
+        server.hub.publish("ops:prod", text(words)).await.unwrap();
+    }
+    server.hub.publish("chat", text("deploy")).await.unwrap();
+    for codec in [Codec::Json, Codec::MsgPack] {
+        let (mut client, _) = Client::connect(&server.url(), codec, info("searcher")).await;
+        let found = |reply| match reply {
+            Ok(Reply::Search(reply)) => reply,
+            other => panic!("a search reply: {other:?}"),
+        };
+        let best = found(
+            client
+                .request(SearchRequest::new("ops:prod", "deploy"))
+                .await,
+        );
+        assert_eq!(best.total, 2);
+        let offsets: Vec<_> = best
+            .publications
+            .iter()
+            .map(|p| p.offset.unwrap())
+            .collect();
+        assert_eq!(offsets, [3, 1], "{codec:?}: best first");
+        let page = found(
+            client
+                .request(SearchRequest::new("ops:prod", "deploy*").limit(2).skip(2))
+                .await,
+        );
+        assert_eq!(
+            (page.total, page.publications.len()),
+            (3, 1),
+            "{codec:?}: the last page"
+        );
+        let off = client.request(SearchRequest::new("chat", "deploy")).await;
+        assert_eq!(
+            error_code(off),
+            108,
+            "{codec:?}: search is off in the default namespace"
+        );
+        let long = client
+            .request(SearchRequest::new("ops:prod", "a".repeat(1025)))
+            .await;
+        assert_eq!(error_code(long), 107, "{codec:?}");
+    }
+    let memory = Server::start(sacred_server::Hub::builder().namespace(
+        "ops",
+        sacred_server::NamespaceOptions::default().search(true),
+    ))
+    .await;
+    let (mut client, _) = Client::connect(&memory.url(), Codec::Json, info("searcher")).await;
+    let unsupported = client
+        .request(SearchRequest::new("ops:prod", "deploy"))
+        .await;
+    assert_eq!(
+        error_code(unsupported),
+        108,
+        "the memory store does not search"
+    );
+}

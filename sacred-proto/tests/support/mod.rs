@@ -97,6 +97,18 @@ pub fn command(bytes: bool) -> impl Strategy<Value = Command> {
         (text(), value(bytes)).prop_map(|(m, d)| RpcRequest::new(m, d).into()),
         Just(PongRequest::new().into()),
         text().prop_map(|t| RefreshRequest::new(t).into()),
+        (
+            text(),
+            text(),
+            option::of(any::<u32>()),
+            option::of(any::<u32>())
+        )
+            .prop_map(|(channel, text, limit, skip)| {
+                let mut search = SearchRequest::new(channel, text);
+                search.limit = limit;
+                search.skip = skip;
+                search.into()
+            }),
     ]
 }
 
@@ -185,6 +197,12 @@ pub fn reply(bytes: bool) -> impl Strategy<Value = Reply> {
         option::of(any::<u64>()).prop_map(|expires| {
             let mut reply = RefreshReply::default();
             reply.expires = expires;
+            reply.into()
+        }),
+        (any::<u64>(), vec(publication(bytes), 0..3)).prop_map(|(total, publications)| {
+            let mut reply = SearchReply::default();
+            reply.total = total;
+            reply.publications = publications;
             reply.into()
         }),
     ]

@@ -14,6 +14,10 @@
 //!
 //! - `test.echo`: returns its data.
 //!
+//! History lives in an SQLite file in the temporary directory (deleted at
+//! start if a previous run left one), so the namespace `search` (channels
+//! `search:*`) can enable full-text search.
+//!
 //! Tokens: none is anonymous; `user:<name>` is that user for good;
 //! `short:<name>:<ms>` is that user with a token that expires after `<ms>`
 //! (so the client must refresh); anything else is refused with 3500.
@@ -28,8 +32,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use sacred_proto::{DisconnectCode, Value};
 use sacred_server::{
-    AuthError, Authenticator, ConnectContext, Hub, HubBuilder, HubOptions, Identity, MemoryHistory,
-    NamespaceOptions, RpcError,
+    AuthError, Authenticator, ConnectContext, Durability, Hub, HubBuilder, HubOptions, Identity,
+    NamespaceOptions, RpcError, SqliteHistory,
 };
 use sacred_tests::Server;
 use tokio::sync::{mpsc, oneshot};
@@ -47,7 +51,14 @@ enum Control {
 
 #[tokio::main]
 async fn main() {
-    let history = Arc::new(MemoryHistory::new());
+    let path = std::env::temp_dir().join(format!("sacred-browser-hub-{}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        let mut stale = path.clone().into_os_string();
+        stale.push(suffix);
+        let _ = std::fs::remove_file(stale);
+    }
+    let history =
+        Arc::new(SqliteHistory::open(&path, Durability::default()).expect("a history file"));
     let (control, mut requests) = mpsc::unbounded_channel();
     // An address to bind may be given (to restart on the same port); a free
     // loopback port by default.
@@ -116,7 +127,7 @@ impl Authenticator for TestTokens {
 
 /// A hub with room in its history for the tests' gaps, a short drain, and
 /// the two test methods.
-fn hub(history: &Arc<MemoryHistory>, control: &mpsc::UnboundedSender<Control>) -> HubBuilder {
+fn hub(history: &Arc<SqliteHistory>, control: &mpsc::UnboundedSender<Control>) -> HubBuilder {
     let mut options = HubOptions::default();
     options.drain = Duration::from_millis(100);
     let mut namespace = NamespaceOptions::default();
@@ -124,7 +135,8 @@ fn hub(history: &Arc<MemoryHistory>, control: &mpsc::UnboundedSender<Control>) -
     let (kick, restart) = (control.clone(), control.clone());
     Hub::builder()
         .options(options)
-        .namespace("", namespace)
+        .namespace("", namespace.clone())
+        .namespace("search", namespace.search(true))
         .history_store(Arc::clone(history))
         .authenticator(TestTokens)
         .rpc("test.echo", |_, data: Value| async move { Ok(data) })

@@ -1,12 +1,13 @@
 //! `sacred-client` (native) against the real `sacred-server` over loopback:
 //! both codecs, a server restart, connections cut mid-stream, a terminal close
-//! code, the offline queue, batching counted at a proxy, and a silent server.
+//! code, the offline queue, batching counted at a proxy, a silent server,
+//! and search over the SQLite store.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use sacred_client::{Client, ClientEvent, State, SubscriptionEvent};
+use sacred_client::{Client, ClientEvent, SearchRequest, State, SubscriptionEvent};
 use sacred_proto::{Codec, DisconnectCode, Value};
 use sacred_server::{Hub, HubOptions, MemoryHistory, NamespaceOptions};
 use sacred_tests::{Proxy, Server, any_port, quick, within};
@@ -297,5 +298,67 @@ async fn a_silent_server_is_detected_as_a_dead_link_and_left() {
         if let ClientEvent::Connected { .. } = within("reconnect", events.recv()).await.unwrap() {
             break;
         }
+    }
+}
+
+/// `Client::search` in both codecs against a hub on the SQLite store whose
+/// `ops` namespace enables search: ranked, paged, and refused where off.
+#[tokio::test]
+async fn search_finds_stored_publications_in_both_codecs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sacred_server::SqliteHistory::open(
+        dir.path().join("history.db"),
+        sacred_server::Durability::default(),
+    )
+    .unwrap();
+    let hub = Hub::builder()
+        .namespace("ops", NamespaceOptions::default().search(true))
+        .history_store(store);
+    let server = Server::start(hub, any_port()).await;
+    let publisher = within("connect", quick(&server.url(), Codec::Json).connect())
+        .await
+        .unwrap();
+    for words in [
+        "rollback on node 3",
+        "lunch",
+        "node 4 is fine",
+        "rollback done",
+        "coffee",
+        "standup",
+    ] {
+        within("publish", publisher.publish("ops:prod", words))
+            .await
+            .unwrap();
+    }
+    for codec in Codec::ALL {
+        let client = within("connect", quick(&server.url(), codec).connect())
+            .await
+            .unwrap();
+        let found = within(
+            "search",
+            client.search(SearchRequest::new("ops:prod", "rollback node*")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(found.total, 1, "{codec}: every word");
+        assert_eq!(
+            found.publications[0].data,
+            Value::from("rollback on node 3")
+        );
+        let page = within(
+            "search",
+            client.search(SearchRequest::new("ops:prod", "node").limit(1).skip(1)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (page.total, page.publications.len()),
+            (2, 1),
+            "{codec}: a page"
+        );
+        let off = within("search", client.search(SearchRequest::new("chat", "node")))
+            .await
+            .unwrap_err();
+        assert_eq!(off.code(), Some(108), "{codec}: {off}");
     }
 }

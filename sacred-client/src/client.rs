@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sacred_proto::{
     Command, HistoryReply, HistoryRequest, Peer, PresenceRequest, PublishReply, PublishRequest,
-    Reply, RpcRequest, SendRequest, Value, to_value,
+    Reply, RpcRequest, SearchReply, SearchRequest, SendRequest, Value, to_value,
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -215,6 +215,13 @@ impl Client {
     /// `client.history(HistoryRequest::new("chat:lobby").limit(10).reverse(true))`.
     pub async fn history(&self, request: HistoryRequest) -> Result<HistoryReply, Error> {
         expect!(self.request(request).await?, History)
+    }
+
+    /// Searches a channel's stored history for words, best match first
+    /// (where the server enables search for the channel's namespace):
+    /// `client.search(SearchRequest::new("ops:deploys", "rollback node*").limit(20))`.
+    pub async fn search(&self, request: SearchRequest) -> Result<SearchReply, Error> {
+        expect!(self.request(request).await?, Search)
     }
 
     /// Calls an RPC handler of the host; decode the answer with

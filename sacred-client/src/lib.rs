@@ -148,6 +148,6 @@ pub use sacred_proto as proto;
 /// dependency is enough.
 pub use sacred_proto::{
     ClientInfo, Codec, DirectMessage, DisconnectCode, ErrorCode, HistoryReply, HistoryRequest,
-    Limits, Peer, Publication, PublishReply, ReplyError, StreamPosition, Value, ValueError,
-    from_value, to_value,
+    Limits, Peer, Publication, PublishReply, ReplyError, SearchReply, SearchRequest,
+    StreamPosition, Value, ValueError, from_value, to_value,
 };

@@ -10,13 +10,13 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 use pyo3_async_runtimes::TaskLocals;
-use sacred_client::proto::{Codec, HistoryRequest, StreamPosition};
+use sacred_client::proto::{Codec, HistoryRequest, SearchRequest, StreamPosition};
 use sacred_client::{State, Unauthorized};
 
 use crate::error;
 use crate::pending::{self, Pending, seconds};
 use crate::stream::{Messages, Shared, Subscription};
-use crate::types::{History, Peer, PublishResult};
+use crate::types::{History, Peer, PublishResult, SearchResult};
 use crate::value;
 
 /// A token provider's failure, for the client: `Unauthorized` stops it.
@@ -221,6 +221,29 @@ impl Client {
         Pending::new(async move {
             let reply = client.history(request).await.map_err(error::to_py)?;
             Python::attach(|py| Py::new(py, History::new(py, reply)?))
+        })
+    }
+
+    /// Searches the channel's stored history for words, best match first.
+    #[pyo3(signature = (channel, text, limit = None, skip = None))]
+    fn search(
+        &self,
+        channel: String,
+        text: String,
+        limit: Option<u32>,
+        skip: Option<u32>,
+    ) -> Pending {
+        let mut request = SearchRequest::new(channel, text);
+        if let Some(limit) = limit {
+            request = request.limit(limit);
+        }
+        if let Some(skip) = skip {
+            request = request.skip(skip);
+        }
+        let client = self.client.clone();
+        Pending::new(async move {
+            let reply = client.search(request).await.map_err(error::to_py)?;
+            Python::attach(|py| Py::new(py, SearchResult::new(py, reply)?))
         })
     }
 

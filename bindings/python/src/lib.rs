@@ -33,6 +33,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<types::Peer>()?;
     module.add_class::<types::Message>()?;
     module.add_class::<types::History>()?;
+    module.add_class::<types::SearchResult>()?;
     module.add_class::<types::PublishResult>()?;
     Ok(())
 }

@@ -188,6 +188,39 @@ impl History {
     }
 }
 
+/// What a search found: a page of matches, best first, and how many match.
+#[pyclass(frozen, get_all, module = "sacred_client._native")]
+pub(crate) struct SearchResult {
+    /// The matching publications of the page, best first.
+    publications: Py<PyList>,
+    /// How many publications match in all.
+    total: u64,
+}
+
+impl SearchResult {
+    pub(crate) fn new(py: Python<'_>, reply: proto::SearchReply) -> PyResult<SearchResult> {
+        let publications = PyList::empty(py);
+        for publication in reply.publications {
+            publications.append(Publication::new(py, publication)?)?;
+        }
+        Ok(SearchResult {
+            publications: publications.unbind(),
+            total: reply.total,
+        })
+    }
+}
+
+#[pymethods]
+impl SearchResult {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "SearchResult(total={}, publications=<{} publications>)",
+            self.total,
+            self.publications.bind(py).len()
+        )
+    }
+}
+
 /// The server's ack of a publish: where the publication went in the stream.
 #[pyclass(frozen, get_all, eq, hash, module = "sacred_client._native")]
 #[derive(PartialEq, Eq, Hash)]

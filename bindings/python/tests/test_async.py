@@ -143,6 +143,22 @@ async def test_history_presence_rpc_and_server_time(hub: Hub, codec: str) -> Non
         await sub.unsubscribe()
 
 
+async def test_search_is_ranked_paged_and_refused_where_off(hub: Hub, codec: str) -> None:
+    channel = f"search:py-{codec}"
+    async with sacred_client.connect(hub.url, codec=codec) as client:
+        for words in ["rollback on node 3", "lunch", "node 4 is fine", "rollback done", "coffee", "standup"]:
+            await client.publish(channel, {"text": words})
+        found = await client.search(channel, "rollback node*")
+        assert isinstance(found, sacred_client.SearchResult)
+        assert found.total == 1
+        assert [p.data for p in found.publications] == [{"text": "rollback on node 3"}]
+        page = await client.search(channel, "NODE", limit=1, skip=1)
+        assert page.total == 2 and len(page.publications) == 1
+        with pytest.raises(ReplyError) as raised:
+            await client.search("room", "node")
+        assert raised.value.code == 108
+
+
 async def test_direct_messages_between_two_clients(hub: Hub) -> None:
     async with sacred_client.connect(hub.url, name="a") as a, sacred_client.connect(hub.url, name="b") as b:
         inbox = b.messages()

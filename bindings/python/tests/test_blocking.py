@@ -34,6 +34,8 @@ def test_the_same_calls_without_await(hub: Hub, codec: str) -> None:
             break
         assert [p.data for p in client.history("notes").publications] == [{"n": 1}, {"n": 2}]
         assert [p.name for p in client.presence("notes")] == ["script"]
+        client.publish(f"search:blocking-{codec}", "a searchable note")
+        assert client.search(f"search:blocking-{codec}", "searchable").total == 1
         assert client.rpc("test.echo", [1, "two"]) == [1, "two"]
         assert (client.server_time() or 0) > 1_600_000_000_000
         inbox = client.messages()

@@ -84,6 +84,20 @@ export interface History {
   epoch: string;
 }
 
+export interface SearchResult {
+  /** The page's matches, best first. */
+  publications: Publication[];
+  /** How many publications match in all. */
+  total: Offset;
+}
+
+export interface SearchOptions extends CallOptions {
+  /** At most this many (10 by default; the server caps it, at 100). */
+  limit?: number;
+  /** Matches skipped before the first returned (paging). */
+  skip?: number;
+}
+
 export interface Message {
   type: "message";
   data: Data;
@@ -157,6 +171,7 @@ export class Client extends Emitter<ClientEvents> {
   send(to: string, data: Data, options?: CallOptions): Promise<void>;
   presence(channel: string, options?: CallOptions): Promise<Peer[]>;
   history(channel: string, options?: HistoryOptions): Promise<History>;
+  search(channel: string, text: string, options?: SearchOptions): Promise<SearchResult>;
   rpc(method: string, data?: Data, options?: CallOptions): Promise<Data>;
   serverTime(): Promise<Offset | null>;
   messages(options?: { signal?: AbortSignal }): AsyncIterableIterator<Message | Lagged>;

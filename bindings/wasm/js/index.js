@@ -431,6 +431,16 @@ export class Client extends Emitter {
     return bounded(raw.history(channel, limit, offset, since?.epoch, reverse), { timeout, signal });
   }
 
+  /**
+   * Searches a channel's stored history for every word of `text` (`word*`
+   * for a prefix), best match first: at most `limit` (10 by default) after
+   * skipping `skip`, with the `total` of matches. Rejects with a ReplyError
+   * of code 108 where the channel's namespace has search off.
+   */
+  async search(channel, text, { limit, skip, timeout, signal } = {}) {
+    return bounded((await this.#client()).search(channel, text, limit, skip), { timeout, signal });
+  }
+
   /** Calls an RPC handler of the host; resolves with its answer. */
   async rpc(method, data = null, options) {
     return bounded((await this.#client()).rpc(method, data), options);

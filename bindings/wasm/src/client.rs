@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use js_sys::{Array, Function, Promise, Reflect};
-use sacred_client::proto::{Codec, HistoryRequest, StreamPosition};
+use sacred_client::proto::{Codec, HistoryRequest, SearchRequest, StreamPosition};
 use sacred_client::{State, Unauthorized};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
@@ -257,6 +257,33 @@ impl RawClient {
                 ("publications", publications.into()),
                 ("offset", value::unsigned(reply.offset)),
                 ("epoch", JsValue::from_str(&reply.epoch)),
+            ]))
+        })
+    }
+
+    /// Searches a channel's stored history for words, best match first:
+    /// `{publications, total}`.
+    pub fn search(
+        &self,
+        channel: String,
+        text: String,
+        limit: Option<u32>,
+        skip: Option<u32>,
+    ) -> Promise {
+        let mut request = SearchRequest::new(channel, text);
+        if let Some(limit) = limit {
+            request = request.limit(limit);
+        }
+        if let Some(skip) = skip {
+            request = request.skip(skip);
+        }
+        let client = self.client.clone();
+        future_to_promise(async move {
+            let reply = client.search(request).await.map_err(error::to_js)?;
+            let publications: Array = reply.publications.into_iter().map(publication).collect();
+            Ok(object(&[
+                ("publications", publications.into()),
+                ("total", value::unsigned(reply.total)),
             ]))
         })
     }

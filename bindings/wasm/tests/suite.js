@@ -91,6 +91,27 @@ test("values the protocol cannot carry are InvalidError, nothing sent", async ()
   await client.disconnect();
 });
 
+test("search: ranked, paged, refused where off", async () => {
+  const client = await connected();
+  const channel = "search:browser";
+  for (const words of ["rollback on node 3", "lunch", "node 4 is fine", "rollback done", "coffee", "standup"]) {
+    await client.publish(channel, { text: words });
+  }
+  const found = await client.search(channel, "rollback node*");
+  equal(Number(found.total), 1, "every word");
+  equal(found.publications.map((p) => p.data), [{ text: "rollback on node 3" }], "the match");
+  const page = await client.search(channel, "NODE", { limit: 1, skip: 1 });
+  equal([Number(page.total), page.publications.length], [2, 1], "a page");
+  let refused;
+  try {
+    await client.search("room", "node");
+  } catch (err) {
+    refused = err;
+  }
+  assert(refused instanceof ReplyError && refused.code === 108, `search off: ${refused}`);
+  await client.disconnect();
+});
+
 test("history, presence, rpc, serverTime and direct messages", async () => {
   const a = await connected({ name: "a" });
   const b = await connected({ name: "b" });

@@ -2,7 +2,7 @@
 // it (scripts/test) checks that index.d.ts describes what pages write.
 import {
   Client, Subscription, UnauthorizedError, SacredError, TimeoutError, type Data, type Publication,
-  type PublishResult, type History, type Peer,
+  type PublishResult, type History, type Peer, type SearchResult,
 } from "@sacred/client";
 
 export async function main(url: string): Promise<void> {
@@ -38,6 +38,8 @@ export async function main(url: string): Promise<void> {
   }
   const page: History = await client.history("lobby", { limit: 10, reverse: true, signal: controller.signal });
   const peers: Peer[] = await client.presence("lobby");
+  const found: SearchResult = await client.search("lobby", "deploy*", { limit: 20, skip: 20 });
+  console.log(found.total, found.publications.length);
   console.log(page.publications.length, peers.map((peer) => peer.id));
   try {
     await client.rpc("tools.sum", [1, 2, 3], { timeout: 1_000 });

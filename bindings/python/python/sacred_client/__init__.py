@@ -67,7 +67,7 @@ from ._common import (
     track,
     untrack,
 )
-from ._native import History, Message, Peer, Publication, PublishResult
+from ._native import History, Message, Peer, Publication, PublishResult, SearchResult
 from .exceptions import (
     ClientClosedError,
     OperationTimeoutError,
@@ -87,6 +87,7 @@ __all__ = [
     "Peer",
     "Message",
     "History",
+    "SearchResult",
     "PublishResult",
     "ClientEvent",
     "Connecting",
@@ -328,6 +329,21 @@ class Client(Events):
         """A page of the channel's history: at most ``limit`` publications
         after ``since`` (an ``(offset, epoch)`` pair), newest first if ``reverse``."""
         return await self._started().history(channel, limit, since, reverse)
+
+    async def search(
+        self,
+        channel: str,
+        text: str,
+        *,
+        limit: Optional[int] = None,
+        skip: Optional[int] = None,
+    ) -> SearchResult:
+        """Searches the channel's stored history for every word of ``text``
+        (``word*`` for a prefix), best match first: at most ``limit`` (10 by
+        default) after skipping ``skip``, with ``total`` matches in all.
+        Raises :class:`ReplyError` with code 108 where the channel's
+        namespace has search off."""
+        return await self._started().search(channel, text, limit, skip)
 
     async def rpc(self, method: str, data: Data = None) -> Any:
         """Calls an RPC handler of the host and returns its answer."""

@@ -17,6 +17,7 @@ __all__ = [
     "Peer",
     "Message",
     "History",
+    "SearchResult",
     "PublishResult",
 ]
 
@@ -74,6 +75,13 @@ class History:
     def offset(self) -> int: ...
     @property
     def epoch(self) -> str: ...
+
+@final
+class SearchResult:
+    @property
+    def publications(self) -> List[Publication]: ...
+    @property
+    def total(self) -> int: ...
 
 @final
 class PublishResult:
@@ -135,6 +143,13 @@ class Client:
         since: Optional[Tuple[int, str]] = None,
         reverse: bool = False,
     ) -> Pending[History]: ...
+    def search(
+        self,
+        channel: str,
+        text: str,
+        limit: Optional[int] = None,
+        skip: Optional[int] = None,
+    ) -> Pending[SearchResult]: ...
     def rpc(self, method: str, data: Any) -> Pending[Any]: ...
     def server_time(self) -> Pending[Optional[int]]: ...
     def wait_events(self, max: int = 64, timeout: Optional[float] = None) -> Pending[bool]: ...

@@ -47,7 +47,7 @@ from ._common import (
     track,
     untrack,
 )
-from ._native import History, Message, Peer, Publication, PublishResult
+from ._native import History, Message, Peer, Publication, PublishResult, SearchResult
 from .exceptions import ClientClosedError, OperationTimeoutError, SubscriptionClosedError
 
 __all__ = ["connect", "Client", "Subscription", "Messages"]
@@ -241,6 +241,17 @@ class Client(Events):
     ) -> History:
         """A page of the channel's history."""
         return _wait(self._native.history(channel, limit, since, reverse))
+
+    def search(
+        self,
+        channel: str,
+        text: str,
+        *,
+        limit: Optional[int] = None,
+        skip: Optional[int] = None,
+    ) -> SearchResult:
+        """Searches the channel's stored history for words, best match first."""
+        return _wait(self._native.search(channel, text, limit, skip))
 
     def rpc(self, method: str, data: Data = None) -> Any:
         """Calls an RPC handler of the host and returns its answer."""

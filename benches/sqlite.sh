@@ -12,7 +12,10 @@
 # publish path: publish to delivery, which follows the commit).
 # Every setup keeps 100,000 publications of the channel (history_size), so
 # the SQLite runs trim as they go; after each SQLite run the database's bytes
-# per stored publication are read with Python's sqlite3.
+# per stored publication are read with Python's sqlite3. Then, per setup and
+# round, `sacred-load recover`: 30 times, a subscriber leaves a fresh channel,
+# misses 1,000 publications and subscribes again recovering them; the time
+# from its subscribe to the decoded reply carrying all 1,000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-2}
@@ -57,6 +60,25 @@ line["bytes_per_publication"] = None if sys.argv[2] == "null" else float(sys.arg
 print(json.dumps(line))' "$setup" "$bytes"
 }
 
+recover() { # setup
+  local setup=$1 pid url args=()
+  case $setup in
+    memory) ;;
+    sqlite-always|sqlite-periodic)
+      local db="$work/$setup-recover.db"; rm -f "$db" "$db-wal" "$db-shm"
+      args=(--store "sqlite:$db" --store-sync "${setup#sqlite-}") ;;
+  esac
+  read -r pid url < <(server --config "$work/sacred.toml" "${args[@]}")
+  local line
+  line=$(core1 "$bin/sacred-load" --url "$url" --codec msgpack recover --missed 1000 --rounds 30 2>/dev/null | tail -1)
+  stop "$pid"
+  printf '%s\n' "$line" | python3 -c '
+import json, sys
+line = json.loads(sys.stdin.read())
+line["setup"] = sys.argv[1]
+print(json.dumps(line))' "$setup"
+}
+
 out="$work/runs.jsonl"
 for round in $(seq "$ROUNDS"); do
   for setup in memory sqlite-always sqlite-periodic; do
@@ -64,12 +86,15 @@ for round in $(seq "$ROUNDS"); do
       run "$setup" "$publishers" 0 | tee -a "$out"
       run "$setup" "$publishers" 1000 | tee -a "$out"
     done
+    recover "$setup" | tee -a "$out"
   done
   echo "round $round done" >&2
 done
 python3 - "$out" >&2 <<'PY'
 import json, statistics, sys
-runs = [json.loads(line) for line in open(sys.argv[1])]
+everything = [json.loads(line) for line in open(sys.argv[1])]
+runs = [r for r in everything if r["scenario"] == "fanout"]
+recoveries = [r for r in everything if r["scenario"] == "recover"]
 def median(setup, publishers, key, flat=True):
     return statistics.median(key(r) for r in runs if r["setup"] == setup and r["publishers"] == publishers
                              and (r["rate"] == 1000) != flat)
@@ -83,4 +108,11 @@ for setup, name in (("memory", "in memory"), ("sqlite-always", "SQLite, sync alw
             cells.append(f"{median(setup, publishers, lambda r: r['latency_us'][q], flat=False) / 1000:.2f} ms")
     size = "-" if setup == "memory" else f"{median(setup, 100, lambda r: r['bytes_per_publication']):.0f}"
     print(f"| {name} | " + " | ".join(cells) + f" | {size} |")
+print()
+print("| store | recovering 1,000 missed publications: p50 | p99 |")
+print("|---|--:|--:|")
+for setup, name in (("memory", "in memory"), ("sqlite-always", "SQLite, sync always"), ("sqlite-periodic", "SQLite, sync periodic (1 s)")):
+    mine = [r for r in recoveries if r["setup"] == setup]
+    cells = [f"{statistics.median(r['recovery_us'][q] for r in mine) / 1000:.2f} ms" for q in ("p50", "p99")]
+    print(f"| {name} | " + " | ".join(cells) + " |")
 PY

@@ -21,6 +21,7 @@ mod churn;
 mod fanout;
 mod hold;
 mod lean;
+mod recover;
 mod stats;
 mod wire;
 
@@ -78,6 +79,8 @@ enum Scenario {
     Connect(hold::ConnectArgs),
     /// Subscribe to and leave N distinct channels; report the server's memory.
     Churn(churn::Args),
+    /// Miss N publications, then recover them; report how long recovery takes.
+    Recover(recover::Args),
 }
 
 /// What every scenario is given.
@@ -119,6 +122,7 @@ impl fmt::Display for Scenario {
             Scenario::Idle(_) => "idle",
             Scenario::Connect(_) => "connect",
             Scenario::Churn(_) => "churn",
+            Scenario::Recover(_) => "recover",
         })
     }
 }
@@ -179,6 +183,7 @@ async fn main() {
             Scenario::Idle(args) => hold::idle(&common, args).await,
             Scenario::Connect(args) => hold::connect(&common, args).await,
             Scenario::Churn(args) => churn::run(&common, args).await,
+            Scenario::Recover(args) => recover::run(&common, args).await,
         }
     };
     // Whatever a server does, a run ends: a stuck one fails with this.

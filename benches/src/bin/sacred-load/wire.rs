@@ -221,7 +221,7 @@ impl Conn {
     }
 
     /// Sends a command and reads until its reply (answering pings meanwhile).
-    async fn call(&mut self, command: Command) -> Result<Reply, Error> {
+    pub(crate) async fn call(&mut self, command: Command) -> Result<Reply, Error> {
         let id = self.id();
         let frame = self
             .codec

@@ -182,6 +182,8 @@ impl SqliteBuilder {
 pub struct SqliteHistory {
     path: PathBuf,
     writes: mpsc::Sender<Job>,
+    /// Joined on drop: the database is closed before the lock is released.
+    writer: Option<std::thread::JoinHandle<()>>,
     shared: Arc<Shared>,
     /// Stops the backup schedule when the store is dropped.
     _backups: Option<backup::Schedule>,
@@ -195,6 +197,18 @@ impl std::fmt::Debug for SqliteHistory {
         f.debug_struct("SqliteHistory")
             .field("path", &self.path)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SqliteHistory {
+    /// Stops the writer once it wrote what was queued (then checkpoints),
+    /// and the backup schedule; the lock goes last, so no restore can begin
+    /// while this process still has the file open.
+    fn drop(&mut self) {
+        drop(std::mem::replace(&mut self.writes, mpsc::channel().0));
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
     }
 }
 
@@ -283,7 +297,7 @@ impl SqliteHistory {
             builder.max_bytes,
             builder.keep_idle,
         );
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("sacred-sqlite-writer".to_owned())
             .spawn(move || writing.run(jobs))
             .map_err(|source| SqliteError::Io {
@@ -297,6 +311,7 @@ impl SqliteHistory {
         Ok(SqliteHistory {
             path,
             writes,
+            writer: Some(writer),
             shared,
             _backups: backups,
             _lock: lock,

@@ -29,8 +29,9 @@ pub(crate) struct Args {
     payload: usize,
 }
 
-/// Publishes per batch frame (the server's default allows 100 messages).
-const PER_FRAME: usize = 50;
+/// Bytes of publishes per batch frame: within the server's default frame
+/// limit (10 KiB), with room for each command's envelope.
+const FRAME_BUDGET: usize = 8 * 1024;
 
 fn subscribed(reply: Reply) -> Result<sacred_proto::SubscribeReply, Error> {
     match reply {
@@ -62,9 +63,10 @@ pub(crate) async fn run(common: &Common, args: &Args) -> Result<Json, Error> {
         subscriber
             .call(UnsubscribeRequest::new(&channel).into())
             .await?;
+        let per_frame = (FRAME_BUDGET / (args.payload + 64)).clamp(1, 100);
         let mut sent = 0;
         while sent < args.missed {
-            let n = PER_FRAME.min(args.missed - sent);
+            let n = per_frame.min(args.missed - sent);
             let commands: Vec<Command> = (0..n)
                 .map(|i| {
                     let data: serde_json::Value =

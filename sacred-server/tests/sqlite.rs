@@ -429,6 +429,19 @@ async fn a_user_is_exported_and_forgotten_and_a_channel_deleted_through_the_bina
     let (ok, out, err) = store_command(&db, &["stats"]).await;
     assert!(ok, "{err}");
     assert_eq!(json_lines(&out)[0]["streams"], 2);
+    // --store after the command, as docs/operations.md writes it.
+    let after = tokio::process::Command::new(env!("CARGO_BIN_EXE_sacred-server"))
+        .args(["stats", "--store", &format!("sqlite:{}", db.display())])
+        .output();
+    let after = tokio::time::timeout(Duration::from_secs(30), after)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        after.status.success(),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
     let (ok, _, err) = store_command(&dir.path().join("missing.db"), &["stats"]).await;
     assert!(!ok);
     assert!(err.contains("no store at"), "{err}");

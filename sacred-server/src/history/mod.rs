@@ -48,7 +48,7 @@ impl Retention {
 
 /// A full-text search of a channel's stored history
 /// ([`HistoryStore::search`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Search {
     /// The words to find, all of them, in any order and any case; a word
@@ -60,13 +60,23 @@ pub struct Search {
     pub skip: usize,
 }
 
+impl Default for Search {
+    /// No words (nothing matches), the first 10.
+    fn default() -> Search {
+        Search {
+            text: String::new(),
+            limit: 10,
+            skip: 0,
+        }
+    }
+}
+
 impl Search {
     /// The first 10 publications with every word of `text`, best first.
     pub fn new(text: impl Into<String>) -> Search {
         Search {
             text: text.into(),
-            limit: 10,
-            skip: 0,
+            ..Search::default()
         }
     }
 
@@ -289,14 +299,17 @@ pub trait HistoryStore: Send + Sync + 'static {
     }
 
     /// Deletes every publication of `channel` and returns how many went. The
-    /// stream's position stays: later publications continue its offsets.
+    /// stream's position stays: later publications continue its offsets
+    /// (a store that forgets empty streams, as `MemoryHistory` forgets
+    /// expired ones, may forget it later like any empty stream).
     fn remove<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<u64, HistoryError>> {
         let _ = channel;
         unsupported("deleting a channel's history")
     }
 
     /// Deletes every publication `user` published, in every channel, and
-    /// returns how many went; the offsets of the others do not change.
+    /// what the store recorded of their sessions; returns how many
+    /// publications went. The offsets of the others do not change.
     fn forget_user<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<u64, HistoryError>> {
         let _ = user;
         unsupported("deleting a user's publications")

@@ -14,7 +14,7 @@ use serde::Deserialize;
 #[command(version, about)]
 pub(crate) struct Cli {
     /// A TOML file with settings (see docs/operations.md).
-    #[arg(long, env = "SACRED_CONFIG")]
+    #[arg(long, global = true, env = "SACRED_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8000].
     #[arg(long, env = "SACRED_BIND")]
@@ -43,7 +43,7 @@ pub(crate) struct Cli {
     #[arg(long = "broker", env = "SACRED_BROKER", value_delimiter = ' ')]
     broker: Vec<String>,
     /// Durable history for one node: sqlite:PATH [default: none, in memory].
-    #[arg(long, env = "SACRED_STORE")]
+    #[arg(long, global = true, env = "SACRED_STORE")]
     store: Option<String>,
     /// What a publish ack survives with --store: always (fsync every commit)
     /// or periodic (fsync every store_sync_interval_ms) [default: periodic].
@@ -292,6 +292,9 @@ impl Settings {
         }
         if settings.store.sync_interval_ms == Some(0) {
             return Err("store sync_interval_ms must be greater than zero".into());
+        }
+        if settings.store.keep_idle_secs == Some(0) {
+            return Err("store keep_idle_secs must be greater than zero".into());
         }
         if settings.store.max_mb == Some(0) {
             return Err("store max_mb must be greater than zero".into());

@@ -59,13 +59,14 @@ pub(crate) async fn run(
                 .into(),
         );
     };
-    // Commands never schedule backups or cap the store: the server does.
+    // Commands never prune, cap or back up the store: the server does.
     let store = || -> Result<SqliteHistory, Box<dyn std::error::Error>> {
         if !path.exists() {
             return Err(format!("no store at {}", path.display()).into());
         }
         Ok(SqliteHistory::builder(&path)
             .durability(Durability::Always)
+            .upkeep(false)
             .open()?)
     };
     let mut out = std::io::stdout().lock();
@@ -122,15 +123,13 @@ pub(crate) async fn run(
             }
         }
         Command::Stats => {
+            // Sizes only: the upkeep counters (pruned, capped, backups) are
+            // the server process's own, in its log and Hub::store_stats.
             let stats = store()?.stats().await?;
             let line = json!({
                 "bytes": stats.bytes,
                 "publications": stats.publications,
                 "streams": stats.streams,
-                "pruned": stats.pruned,
-                "capped_streams": stats.capped_streams,
-                "backups": stats.backups,
-                "failed_backups": stats.failed_backups,
             });
             writeln!(out, "{line}")?;
         }

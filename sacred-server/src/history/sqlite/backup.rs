@@ -290,7 +290,15 @@ pub(super) fn restore(backup: &Path, path: &Path) -> Result<(), SqliteError> {
     let mut restoring = path.as_os_str().to_owned();
     restoring.push(".restoring");
     let restoring = PathBuf::from(restoring);
+    let _ = std::fs::remove_file(&restoring);
     std::fs::copy(backup, &restoring).map_err(io(&restoring))?;
+    // Made ready beside the database (schema, epochs) before anything is
+    // replaced: a backup that cannot be upgraded leaves the database as it
+    // was, and a crash before the rename leaves it too.
+    if let Err(err) = prepare(&restoring) {
+        let _ = std::fs::remove_file(&restoring);
+        return Err(err);
+    }
     File::open(&restoring)
         .and_then(|f| f.sync_all())
         .map_err(io(&restoring))?;
@@ -305,14 +313,32 @@ pub(super) fn restore(backup: &Path, path: &Path) -> Result<(), SqliteError> {
         }
     }
     std::fs::rename(&restoring, path).map_err(io(path))?;
-    // New epochs, the old ones remembered up to the backup's end (see
-    // SqliteHistory::restore), and a new base for streams the backup lacks.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+    }
+    drop(lock_file);
+    tracing::info!(backup = %backup.display(), path = %path.display(), at = ?SystemTime::now(), "history restored");
+    Ok(())
+}
+
+/// Upgrades the schema of the copy at `path` and gives its streams new
+/// epochs that remember the old ones up to the backup's end (see
+/// `SqliteHistory::restore`), and a new base for streams the backup lacks;
+/// leaves it as one self-contained file (rollback journal, not WAL).
+fn prepare(path: &Path) -> Result<(), SqliteError> {
     let open_failed = |source| SqliteError::Open {
         path: path.to_owned(),
         source,
     };
     let mut connection = Connection::open(path).map_err(open_failed)?;
-    schema::configure(&connection, super::Durability::Always).map_err(open_failed)?;
+    connection
+        .query_row("PRAGMA journal_mode = DELETE", [], |_| Ok(()))
+        .map_err(open_failed)?;
+    connection
+        .pragma_update(None, "synchronous", "FULL")
+        .map_err(open_failed)?;
     Migrations::from_slice(schema::MIGRATIONS)
         .to_latest(&mut connection)
         .map_err(|source| SqliteError::Schema {
@@ -335,9 +361,5 @@ pub(super) fn restore(backup: &Path, path: &Path) -> Result<(), SqliteError> {
             [&base],
         )
         .map_err(open_failed)?;
-    transaction.commit().map_err(open_failed)?;
-    drop(connection);
-    drop(lock_file);
-    tracing::info!(backup = %backup.display(), path = %path.display(), at = ?SystemTime::now(), "history restored");
-    Ok(())
+    transaction.commit().map_err(open_failed)
 }

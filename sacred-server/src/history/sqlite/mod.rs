@@ -55,6 +55,9 @@ use writer::{Append, Job, Writer};
 /// generation, so a forgotten stream never comes back under an old epoch.
 const BUCKETS: u64 = 1024;
 
+/// Searches a store runs at once; more wait their turn.
+const MAX_SEARCHES: usize = 4;
+
 /// What an acknowledged publish survives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -136,6 +139,7 @@ pub struct SqliteBuilder {
     max_bytes: Option<u64>,
     keep_idle: Duration,
     backups: Option<Backups>,
+    upkeep: bool,
 }
 
 impl SqliteBuilder {
@@ -165,6 +169,15 @@ impl SqliteBuilder {
         self
     }
 
+    /// Whether this store prunes, forgets idle streams and keeps to the cap
+    /// (default: yes). A second process working on a server's database (a
+    /// maintenance command) turns it off: the server does the upkeep, and
+    /// only it may delete streams, whose positions it caches.
+    pub fn upkeep(mut self, upkeep: bool) -> Self {
+        self.upkeep = upkeep;
+        self
+    }
+
     /// Writes backups on a schedule (default: none).
     pub fn backups(mut self, backups: Backups) -> Self {
         self.backups = Some(backups);
@@ -185,6 +198,9 @@ pub struct SqliteHistory {
     /// Joined on drop: the database is closed before the lock is released.
     writer: Option<std::thread::JoinHandle<()>>,
     shared: Arc<Shared>,
+    /// Searches running at once at most ([`MAX_SEARCHES`]): each may scan
+    /// much of the index, and they share the blocking pool with reads.
+    searches: tokio::sync::Semaphore,
     /// Stops the backup schedule when the store is dropped.
     _backups: Option<backup::Schedule>,
     /// A shared lock on `PATH.lock` while the store is open, so a restore
@@ -227,6 +243,7 @@ impl SqliteHistory {
             max_bytes: None,
             keep_idle: Duration::from_secs(7 * 24 * 3600),
             backups: None,
+            upkeep: true,
         }
     }
 
@@ -294,6 +311,7 @@ impl SqliteHistory {
             writer,
             Arc::clone(&shared),
             builder.durability,
+            builder.upkeep,
             builder.max_bytes,
             builder.keep_idle,
         );
@@ -313,6 +331,7 @@ impl SqliteHistory {
             writes,
             writer: Some(writer),
             shared,
+            searches: tokio::sync::Semaphore::new(MAX_SEARCHES),
             _backups: backups,
             _lock: lock,
         })
@@ -466,8 +485,12 @@ impl HistoryStore for SqliteHistory {
         search: Search,
     ) -> BoxFuture<'a, Result<SearchPage, HistoryError>> {
         let channel = channel.to_owned();
-        self.read_with(move |shared| shared.search(&channel, &search))
-            .boxed()
+        async move {
+            let _permit = self.searches.acquire().await.map_err(HistoryError::store)?;
+            self.read_with(move |shared| shared.search(&channel, &search))
+                .await
+        }
+        .boxed()
     }
 
     fn record_session(&self, session: Session) {

@@ -81,6 +81,8 @@ pub(super) fn configure(connection: &Connection, durability: Durability) -> rusq
     };
     connection.pragma_update(None, "synchronous", synchronous)?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
+    // The log is truncated back to this after a checkpoint that emptied it.
+    connection.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     Ok(())
 }
 
@@ -106,23 +108,31 @@ pub(super) fn searchable_text(data: &sacred_proto::Value) -> String {
     out
 }
 
-/// An FTS5 query matching every word of `text` (a word ending in `*` as a
-/// prefix) in the body of one stream's publications; `None` when `text` has
-/// no word. Words are quoted, so nothing a user types is FTS5 syntax.
+/// Words of a search used at most; the rest are ignored.
+pub(super) const MAX_SEARCH_WORDS: usize = 16;
+
+/// An FTS5 query matching every word of `text` in the body of one stream's
+/// publications; `None` when `text` has no word. Words are separated by
+/// whitespace and each is quoted (a `"` in it doubled), so nothing a user
+/// types is FTS5 syntax: FTS5's own tokenizer splits a quoted word further
+/// (`node-3` is the phrase `node 3`), as it split the indexed text. A word
+/// ending in `*` matches as a prefix when at least 2 characters precede the
+/// `*` (a 1-character prefix would scan most of the index); at most
+/// [`MAX_SEARCH_WORDS`] words count.
 pub(super) fn match_expression(stream: i64, text: &str) -> Option<String> {
-    let mut words = Vec::new();
-    for word in text.split(|c: char| !(c.is_alphanumeric() || c == '*')) {
-        let prefix = word.ends_with('*');
-        let word: String = word.chars().filter(|c| *c != '*').collect();
-        if word.is_empty() {
-            continue;
-        }
-        words.push(if prefix {
-            format!("\"{word}\"*")
-        } else {
-            format!("\"{word}\"")
-        });
-    }
+    let words: Vec<String> = text
+        .split_whitespace()
+        .filter_map(|word| {
+            let bare = word.trim_end_matches('*');
+            if !bare.chars().any(char::is_alphanumeric) {
+                return None;
+            }
+            let quoted = format!("\"{}\"", bare.replace('"', "\"\""));
+            let prefix = bare.len() < word.len() && bare.chars().count() >= 2;
+            Some(if prefix { quoted + "*" } else { quoted })
+        })
+        .take(MAX_SEARCH_WORDS)
+        .collect();
     if words.is_empty() {
         return None;
     }
@@ -160,12 +170,16 @@ mod tests {
     #[test]
     fn what_users_type_is_never_fts5_syntax() {
         assert_eq!(
-            match_expression(7, "Hello wor* NEAR(\"x\") OR -"),
+            match_expression(7, "Hello wor* NEAR(\"x\") OR - a* node-3"),
             Some(
-                "stream : \"s7\" AND body : (\"Hello\" AND \"wor\"* AND \"NEAR\" AND \"x\" AND \"OR\")"
+                "stream : \"s7\" AND body : (\"Hello\" AND \"wor\"* AND \"NEAR(\"\"x\"\")\" \
+                 AND \"OR\" AND \"a\" AND \"node-3\")"
                     .to_owned()
             )
         );
         assert_eq!(match_expression(7, " *** ,. "), None);
+        let many = "w ".repeat(100);
+        let expression = match_expression(7, &many).unwrap();
+        assert_eq!(expression.matches("\"w\"").count(), MAX_SEARCH_WORDS);
     }
 }

@@ -201,12 +201,17 @@ async fn idle_empty_streams_are_forgotten_under_a_new_epoch() {
         .keep_idle(Duration::ZERO)
         .open()
         .unwrap();
-    let gone = Retention::new(10, Duration::ZERO);
+    let gone = Retention::new(10, Duration::ZERO).searchable(true);
     let first = store.append("idle", text("idle", "x"), gone).await.unwrap();
     append(&store, "busy", 1).await;
     store.prune().await.unwrap();
     let stats = store.stats().await.unwrap();
     assert_eq!(stats.streams, 1, "only `busy` (not empty) stays");
+    assert_eq!(
+        indexed(&store),
+        0,
+        "nothing of `idle` is left in the search index"
+    );
     let again = store.append("idle", text("idle", "y"), gone).await.unwrap();
     assert_eq!(again.offset, Some(1));
     assert_ne!(again.epoch, first.epoch);
@@ -223,7 +228,7 @@ async fn the_size_cap_drops_the_oldest_streams_first() {
         .max_bytes(cap)
         .open()
         .unwrap();
-    let keep = Retention::new(10_000, Duration::from_secs(60));
+    let keep = Retention::new(10_000, Duration::from_secs(60)).searchable(true);
     let oldest = store
         .append("cap:0", text("cap:0", &"x".repeat(2_000)), keep)
         .await
@@ -264,6 +269,51 @@ async fn the_size_cap_drops_the_oldest_streams_first() {
         )
         .unwrap();
     assert!((used as u64) <= cap, "{used} bytes in use");
+    let kept: i64 = Connection::open(store.path())
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM publications", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(
+        indexed(&store),
+        kept,
+        "the index holds the kept publications only"
+    );
+}
+
+/// Rows in the search index.
+fn indexed(store: &SqliteHistory) -> i64 {
+    Connection::open(store.path())
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM publication_text", [], |row| {
+            row.get(0)
+        })
+        .unwrap()
+}
+
+/// A backup that cannot be made current (written by a later release) is
+/// refused before anything is replaced.
+#[tokio::test]
+async fn a_backup_from_a_later_release_leaves_the_database_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    let backup = dir.path().join("backup.db");
+    {
+        let store = SqliteHistory::open(&path, Durability::Always).unwrap();
+        append(&store, "kept", 1).await;
+        store.backup(&backup).await.unwrap();
+    }
+    Connection::open(&backup)
+        .unwrap()
+        .pragma_update(None, "user_version", MIGRATIONS.len() + 1)
+        .unwrap();
+    let err = SqliteHistory::restore(&backup, &path).unwrap_err();
+    assert!(matches!(err, SqliteError::Schema { .. }), "{err}");
+    let store = SqliteHistory::open(&path, Durability::Always).unwrap();
+    assert_eq!(
+        offsets(&read(&store, "kept", Query::new()).await.unwrap()),
+        [1]
+    );
+    assert!(!dir.path().join("history.db.restoring").exists());
 }
 
 #[tokio::test]

@@ -73,8 +73,12 @@ pub(super) struct Writer {
     /// transaction being written); at most [`MAX_CACHED_STREAMS`].
     streams: HashMap<String, StreamRow>,
     durability: Durability,
+    /// Whether this writer prunes, forgets idle streams and keeps to the cap.
+    upkeep: bool,
     max_bytes: Option<u64>,
     keep_idle: Duration,
+    /// What the queue held besides appends, not yet done.
+    asked: Asked,
 }
 
 #[derive(Clone, Debug)]
@@ -84,12 +88,12 @@ struct StreamRow {
     top: u64,
 }
 
-/// What one wake of the writer took from the queue besides appends.
+/// What the writer took from the queue besides appends and sessions.
 #[derive(Default)]
 struct Asked {
     prunes: Vec<Reply<u64>>,
-    /// Deletions, run after the batch they were queued in (in order with it).
-    deletions: Vec<Job>,
+    /// Deletions, each run after the appends queued before it.
+    deletions: std::collections::VecDeque<Job>,
 }
 
 impl Writer {
@@ -97,6 +101,7 @@ impl Writer {
         connection: Connection,
         shared: Arc<Shared>,
         durability: Durability,
+        upkeep: bool,
         max_bytes: Option<u64>,
         keep_idle: Duration,
     ) -> Writer {
@@ -105,21 +110,29 @@ impl Writer {
             shared,
             streams: HashMap::new(),
             durability,
+            upkeep,
             max_bytes,
             keep_idle,
+            asked: Asked::default(),
         }
     }
 
-    /// Writes batches until every sender is gone, then checkpoints; prunes
-    /// every [`PRUNE_EVERY`] and when asked; keeps to the cap.
+    /// Writes batches until every sender is gone, then checkpoints; with
+    /// upkeep, prunes every [`PRUNE_EVERY`] and keeps to the cap; prunes when
+    /// asked.
     pub(super) fn run(mut self, jobs: mpsc::Receiver<Job>) {
         let sync_every = match self.durability {
             Durability::Periodic(every) => Some(every.max(Duration::from_millis(1))),
             Durability::Always => None,
         };
+        let never = Instant::now() + Duration::from_secs(365 * 24 * 3600);
         let mut synced = Instant::now();
         let mut unsynced = false;
-        let mut next_prune = Instant::now() + PRUNE_EVERY;
+        let mut next_prune = if self.upkeep {
+            Instant::now() + PRUNE_EVERY
+        } else {
+            never
+        };
         let mut next_cap = Instant::now();
         loop {
             let mut deadline = next_prune;
@@ -132,20 +145,21 @@ impl Writer {
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
-            let mut asked = Asked::default();
             if let Some(first) = first {
-                unsynced |= self.take_and_write(first, &jobs, &mut asked);
+                unsynced |= self.take_and_write(first, &jobs);
             }
-            for deletion in std::mem::take(&mut asked.deletions) {
-                unsynced |= self.delete(deletion);
+            while let Some(deletion) = self.asked.deletions.pop_front() {
+                unsynced |= self.delete(deletion, &jobs);
             }
-            if !asked.prunes.is_empty() || Instant::now() >= next_prune {
-                unsynced |= self.prune(&jobs, asked);
-                next_prune = Instant::now() + PRUNE_EVERY;
+            if !self.asked.prunes.is_empty() || Instant::now() >= next_prune {
+                unsynced |= self.prune(&jobs);
+                if self.upkeep {
+                    next_prune = Instant::now() + PRUNE_EVERY;
+                }
                 next_cap = Instant::now() + CAP_EVERY;
             }
-            if unsynced && self.max_bytes.is_some() && Instant::now() >= next_cap {
-                self.keep_to_cap();
+            if unsynced && self.upkeep && self.max_bytes.is_some() && Instant::now() >= next_cap {
+                self.keep_to_cap(&jobs);
                 next_cap = Instant::now() + CAP_EVERY;
             }
             if unsynced && sync_every.is_some_and(|every| synced.elapsed() >= every) {
@@ -158,14 +172,9 @@ impl Writer {
     }
 
     /// Writes `first` and every append (and session) queued behind it in one
-    /// transaction; prunes and deletions met on the way go to `asked`.
+    /// transaction; prunes and deletions met on the way wait in `asked`.
     /// Whether it wrote.
-    fn take_and_write(
-        &mut self,
-        first: Job,
-        jobs: &mpsc::Receiver<Job>,
-        asked: &mut Asked,
-    ) -> bool {
+    fn take_and_write(&mut self, first: Job, jobs: &mpsc::Receiver<Job>) -> bool {
         let mut batch = Vec::new();
         let mut sessions = Vec::new();
         let mut next = Some(first);
@@ -173,10 +182,10 @@ impl Writer {
             match job {
                 Job::Append(append) => batch.push(append),
                 Job::Session(session) => sessions.push(session),
-                Job::Prune(reply) => asked.prunes.push(reply),
+                Job::Prune(reply) => self.asked.prunes.push(reply),
                 deletion @ (Job::Remove(..) | Job::ForgetUser(..)) => {
                     // Later appends must not overtake it: stop the batch here.
-                    asked.deletions.push(deletion);
+                    self.asked.deletions.push_back(deletion);
                     break;
                 }
             }
@@ -191,22 +200,76 @@ impl Writer {
         wrote
     }
 
-    /// Runs a deletion in its own transaction and answers it. Whether it wrote.
-    fn delete(&mut self, job: Job) -> bool {
+    /// Writes the appends queued now (between two steps of a long deletion
+    /// or prune, so publishing goes on); deletions met wait their turn.
+    fn write_queued(&mut self, jobs: &mpsc::Receiver<Job>) {
+        while let Ok(job) = jobs.try_recv() {
+            self.take_and_write(job, jobs);
+        }
+    }
+
+    /// Runs `step` (one bounded DELETE, returning the rows it deleted) until
+    /// it deletes fewer than [`PRUNE_STEP`], writing queued appends between
+    /// steps; the rows deleted in all.
+    fn in_steps(
+        &mut self,
+        jobs: &mpsc::Receiver<Job>,
+        mut step: impl FnMut(&Connection) -> rusqlite::Result<usize>,
+    ) -> rusqlite::Result<u64> {
+        let mut removed = 0u64;
+        loop {
+            let deleted = step(&self.connection)?;
+            removed += deleted as u64;
+            if deleted < PRUNE_STEP {
+                return Ok(removed);
+            }
+            self.write_queued(jobs);
+        }
+    }
+
+    /// Runs a deletion, in steps, and answers it. Whether it wrote.
+    fn delete(&mut self, job: Job, jobs: &mpsc::Receiver<Job>) -> bool {
         let (outcome, reply) = match job {
             Job::Remove(channel, reply) => {
-                let outcome = self.connection.execute(
-                    "DELETE FROM publications
-                     WHERE stream = (SELECT id FROM streams WHERE channel = ?1)",
-                    [&channel],
-                );
+                // What was published before the request, not what comes after.
+                let outcome = self
+                    .connection
+                    .query_row(
+                        "SELECT id, top FROM streams WHERE channel = ?1",
+                        [&channel],
+                        |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+                    )
+                    .optional()
+                    .and_then(|stream| match stream {
+                        None => Ok(0),
+                        Some((id, top)) => self.in_steps(jobs, |connection| {
+                            connection.execute(
+                                "DELETE FROM publications WHERE (stream, offset) IN
+                                 (SELECT stream, offset FROM publications
+                                  WHERE stream = ?1 AND offset <= ?2 LIMIT ?3)",
+                                params![id, top, PRUNE_STEP as i64],
+                            )
+                        }),
+                    });
                 if let Ok(removed) = &outcome {
                     tracing::info!(channel, removed, "history of a channel deleted");
                 }
                 (outcome, reply)
             }
             Job::ForgetUser(user, reply) => {
-                let outcome = self.forget_user(&user);
+                let outcome = self
+                    .in_steps(jobs, |connection| {
+                        connection.execute(
+                            "DELETE FROM publications WHERE (stream, offset) IN
+                             (SELECT stream, offset FROM publications WHERE user = ?1 LIMIT ?2)",
+                            params![user, PRUNE_STEP as i64],
+                        )
+                    })
+                    .and_then(|removed| {
+                        self.connection
+                            .execute("DELETE FROM sessions WHERE user = ?1", [&user])
+                            .map(|_| removed)
+                    });
                 if let Ok(removed) = &outcome {
                     // The user id is not logged: the point is to forget it.
                     tracing::info!(removed, "a user's publications deleted");
@@ -215,54 +278,38 @@ impl Writer {
             }
             _ => return false,
         };
-        let outcome = outcome.map(|n| n as u64).map_err(|err| err.to_string());
+        let outcome = outcome.map_err(|err| err.to_string());
         let wrote = outcome.is_ok();
         let _ = reply.send(outcome);
         wrote
     }
 
-    fn forget_user(&mut self, user: &str) -> rusqlite::Result<usize> {
-        let transaction = self.connection.transaction()?;
-        let removed = transaction.execute("DELETE FROM publications WHERE user = ?1", [user])?;
-        transaction.execute("DELETE FROM sessions WHERE user = ?1", [user])?;
-        transaction.commit()?;
-        Ok(removed)
-    }
-
-    /// Deletes expired publications, [`PRUNE_STEP`] per transaction, writing
-    /// the appends queued meanwhile between steps; then streams empty and
-    /// idle past `keep_idle` and session records as old; then keeps to the
-    /// cap. Answers the prunes
-    /// asked (and any asked meanwhile) with the count. Whether it wrote.
-    fn prune(&mut self, jobs: &mpsc::Receiver<Job>, mut asked: Asked) -> bool {
+    /// Deletes expired publications in steps, writing the appends queued
+    /// meanwhile between steps; with upkeep, then streams empty and idle
+    /// past `keep_idle` and session records as old, then keeps to the cap.
+    /// Answers the prunes asked (and any asked meanwhile) with the count.
+    /// Whether it wrote.
+    fn prune(&mut self, jobs: &mpsc::Receiver<Job>) -> bool {
         let started = Instant::now();
         let now = crate::time::now_ms() as i64;
-        let mut removed = 0u64;
-        let outcome = loop {
-            let step = self.connection.execute(
-                "DELETE FROM publications WHERE (stream, offset) IN
-                 (SELECT stream, offset FROM publications WHERE expires_ms <= ?1 LIMIT ?2)",
-                params![now, PRUNE_STEP as i64],
-            );
-            let deleted = match step {
-                Ok(deleted) => deleted,
-                Err(err) => break Err(err.to_string()),
-            };
-            removed += deleted as u64;
-            if deleted < PRUNE_STEP {
-                break Ok(removed);
-            }
-            while let Ok(job) = jobs.try_recv() {
-                self.take_and_write(job, jobs, &mut asked);
-                for deletion in std::mem::take(&mut asked.deletions) {
-                    self.delete(deletion);
-                }
-            }
+        let outcome = self
+            .in_steps(jobs, |connection| {
+                connection.execute(
+                    "DELETE FROM publications WHERE (stream, offset) IN
+                     (SELECT stream, offset FROM publications WHERE expires_ms <= ?1 LIMIT ?2)",
+                    params![now, PRUNE_STEP as i64],
+                )
+            })
+            .map_err(|err| err.to_string());
+        let idle = if self.upkeep {
+            let keep_idle = i64::try_from(self.keep_idle.as_millis()).unwrap_or(i64::MAX);
+            let idle = self.forget_idle(now.saturating_sub(keep_idle));
+            self.keep_to_cap(jobs);
+            idle
+        } else {
+            Ok(0)
         };
-        let idle_before =
-            now.saturating_sub(i64::try_from(self.keep_idle.as_millis()).unwrap_or(i64::MAX));
-        let idle = self.forget_idle(idle_before);
-        self.keep_to_cap();
+        let removed = *outcome.as_ref().unwrap_or(&0);
         let took = started.elapsed();
         self.shared.pruned.fetch_add(removed, Ordering::Relaxed);
         *self
@@ -279,7 +326,7 @@ impl Writer {
             }
             _ => {}
         }
-        for reply in asked.prunes {
+        for reply in std::mem::take(&mut self.asked.prunes) {
             let _ = reply.send(outcome.clone());
         }
         removed > 0
@@ -353,18 +400,21 @@ impl Writer {
     }
 
     /// Past the cap, drops the streams least recently appended to until the
-    /// database uses at most 90% of it; logged and counted.
-    fn keep_to_cap(&mut self) {
+    /// database uses at most 90% of it, writing queued appends between
+    /// steps; stops early if a step frees nothing (the space is then the
+    /// search index's, freed as it merges). Logged and counted.
+    fn keep_to_cap(&mut self, jobs: &mpsc::Receiver<Job>) {
         let Some(cap) = self.max_bytes else {
             return;
         };
         let target = cap / 10 * 9;
         let mut dropped = 0u64;
         let outcome: rusqlite::Result<()> = (|| {
-            if self.used_bytes()? <= cap {
+            let mut used = self.used_bytes()?;
+            if used <= cap {
                 return Ok(());
             }
-            while self.used_bytes()? > target {
+            while used > target {
                 let oldest: Vec<(i64, String)> = self
                     .connection
                     .prepare_cached(
@@ -377,6 +427,12 @@ impl Writer {
                 }
                 dropped += oldest.len() as u64;
                 self.drop_streams(oldest)?;
+                let now = self.used_bytes()?;
+                if now >= used {
+                    break;
+                }
+                used = now;
+                self.write_queued(jobs);
             }
             Ok(())
         })();
@@ -472,6 +528,15 @@ impl Writer {
                     let row = match known {
                         Some(row) => row,
                         None => {
+                            // Another process may have moved the bucket on.
+                            let bucket = Shared::bucket(&channel);
+                            let stored: Option<u32> = transaction
+                                .prepare_cached("SELECT n FROM generations WHERE bucket = ?1")?
+                                .query_row([bucket as i64], |row| row.get(0))
+                                .optional()?;
+                            if let Some(n) = stored {
+                                self.shared.generations[bucket].fetch_max(n, Ordering::AcqRel);
+                            }
                             let epoch = self.shared.epoch_for(&channel);
                             transaction.execute(
                                 "INSERT INTO streams (channel, epoch, top, updated_ms)

@@ -46,7 +46,7 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "SACRED_STORE")]
     store: Option<String>,
     /// What a publish ack survives with --store: always (fsync every commit)
-    /// or periodic (fsync every store_sync_interval_ms) [default: periodic].
+    /// or periodic (fsync at least every store.sync_interval_ms) [default: periodic].
     #[arg(long, env = "SACRED_STORE_SYNC")]
     store_sync: Option<StoreSync>,
     /// With --store: a cap on the megabytes it uses; past it the least
@@ -54,7 +54,7 @@ pub(crate) struct Cli {
     #[arg(long, env = "SACRED_STORE_MAX_MB")]
     store_max_mb: Option<u64>,
     /// With --store: write a backup into this directory every
-    /// store backup_interval_secs (daily) [default: no backups].
+    /// store.backup_interval_secs (daily) [default: no backups].
     #[arg(long, env = "SACRED_STORE_BACKUP_DIR")]
     store_backup_dir: Option<PathBuf>,
     /// What to do instead of serving: store maintenance (see docs/operations.md).
@@ -105,8 +105,11 @@ pub(crate) enum Command {
         /// At most this many.
         #[arg(long, default_value_t = 10)]
         limit: usize,
+        /// Skip the first N matches (paging).
+        #[arg(long, default_value_t = 0)]
+        skip: usize,
     },
-    /// Print the store's size and upkeep as JSON.
+    /// Print the store's sizes as JSON (bytes: the file and its WAL together).
     Stats,
 }
 
@@ -279,6 +282,12 @@ impl Settings {
             settings.store.backup_dir = Some(dir.clone());
         }
         if let Some(url) = &settings.store.url {
+            if url.starts_with("sqlite://") {
+                return Err(format!(
+                    "store {url:?}: write sqlite:PATH, e.g. sqlite:/var/lib/sacred/history.db \
+                     (absolute) or sqlite:history.db (relative to the working directory)"
+                ));
+            }
             match settings.store.sqlite_path() {
                 Some(path) if !path.as_os_str().is_empty() => {}
                 _ => return Err(format!("store {url:?}: expected sqlite:PATH")),
@@ -292,6 +301,28 @@ impl Settings {
         }
         if settings.store.sync_interval_ms == Some(0) {
             return Err("store sync_interval_ms must be greater than zero".into());
+        }
+        let store = &settings.store;
+        let store_settings = store.sync.is_some()
+            || store.sync_interval_ms.is_some()
+            || store.max_mb.is_some()
+            || store.keep_idle_secs.is_some()
+            || store.backup_dir.is_some()
+            || store.backup_interval_secs.is_some()
+            || store.backup_keep.is_some();
+        if store.url.is_none() && store_settings && cli.command.is_none() {
+            return Err(
+                "store settings (--store-sync, --store-max-mb, --store-backup-dir, [store] keys) \
+                 need a store: --store sqlite:PATH"
+                    .into(),
+            );
+        }
+        if store
+            .backup_dir
+            .as_ref()
+            .is_some_and(|dir| dir.as_os_str().is_empty())
+        {
+            return Err("store backup_dir must name a directory".into());
         }
         if settings.store.keep_idle_secs == Some(0) {
             return Err("store keep_idle_secs must be greater than zero".into());
@@ -403,6 +434,24 @@ user = "ada"
         let cli = Cli::parse_from(["sacred-server", "--broker", "http://a:1"]);
         let err = Settings::load(&cli).unwrap_err();
         assert!(err.contains("redis+sentinel://"), "{err}");
+    }
+
+    #[test]
+    fn store_settings_without_a_store_and_odd_store_urls_are_refused() {
+        let load = |args: &[&str]| {
+            let cli = Cli::parse_from(std::iter::once("sacred-server").chain(args.iter().copied()));
+            Settings::load(&cli)
+        };
+        let err = load(&["--store-max-mb", "5"]).unwrap_err();
+        assert!(err.contains("need a store"), "{err}");
+        let err = load(&["--store-backup-dir", "/tmp/b"]).unwrap_err();
+        assert!(err.contains("need a store"), "{err}");
+        let err = load(&["--store", "sqlite://history.db"]).unwrap_err();
+        assert!(err.contains("sqlite:PATH"), "{err}");
+        let err = load(&["--store", "postgres://db"]).unwrap_err();
+        assert!(err.contains("sqlite:PATH"), "{err}");
+        let ok = load(&["--store", "sqlite:history.db", "--store-max-mb", "5"]).unwrap();
+        assert_eq!(ok.store.max_mb, Some(5));
     }
 
     #[test]

@@ -113,10 +113,10 @@ pub(crate) async fn run(
             channel,
             words,
             limit,
+            skip,
         } => {
-            let found = store()?
-                .search(&channel, Search::new(words).limit(limit))
-                .await?;
+            let search = Search::new(words).limit(limit).skip(skip);
+            let found = store()?.search(&channel, search).await?;
             eprintln!("{} found, {} shown", found.total, found.publications.len());
             for publication in found.publications {
                 writeln!(out, "{}", serde_json::to_string(&publication)?)?;

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 use rusqlite_migration::Migrations;
@@ -233,6 +233,11 @@ fn lock_path(path: &Path) -> PathBuf {
 /// A shared lock on `PATH.lock`, held while a store has the database open
 /// (several may: a server and a `sacred-server` subcommand).
 pub(super) fn lock_shared(path: &Path) -> Result<File, SqliteError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return Err(SqliteError::NoDirectory(dir.to_owned()));
+    }
     let lock = lock_path(path);
     let io = |source| SqliteError::Io {
         path: lock.clone(),
@@ -319,7 +324,7 @@ pub(super) fn restore(backup: &Path, path: &Path) -> Result<(), SqliteError> {
             .map_err(io(dir))?;
     }
     drop(lock_file);
-    tracing::info!(backup = %backup.display(), path = %path.display(), at = ?SystemTime::now(), "history restored");
+    tracing::info!(backup = %backup.display(), path = %path.display(), "history restored");
     Ok(())
 }
 

@@ -106,6 +106,9 @@ pub enum SqliteError {
         #[source]
         source: rusqlite_migration::Error,
     },
+    /// The directory that is to hold the database does not exist.
+    #[error("history database directory {0} does not exist")]
+    NoDirectory(PathBuf),
     /// A file beside the database (its lock, a backup) could not be used.
     #[error("history database {path}: {source}")]
     Io {

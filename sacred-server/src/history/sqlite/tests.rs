@@ -71,7 +71,8 @@ fn a_directory_that_cannot_hold_the_file_is_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("missing").join("history.db");
     let err = SqliteHistory::open(&path, Durability::Always).unwrap_err();
-    assert!(matches!(err, SqliteError::Io { .. }), "{err}");
+    assert!(matches!(err, SqliteError::NoDirectory(_)), "{err}");
+    assert!(err.to_string().contains("missing"), "{err}");
 }
 
 #[test]

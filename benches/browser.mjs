@@ -32,7 +32,7 @@ const puppeteerModule = await import(pathToFileURL(tools.resolve("puppeteer-core
 const puppeteer = puppeteerModule.default ?? puppeteerModule;
 
 function startServer() {
-  const [command, ...args] = onCore(0, [bin("sacred-server"), "--bind", "127.0.0.1:0", "--log-format", "json"]);
+  const [command, ...args] = onCore(0, [bin("sacred-server"), "--bind", "127.0.0.1:0", "--log-format", "json", "--allowed-origin", "*"]);
   const server = spawn(command, args, { stdio: ["ignore", "pipe", "inherit"] });
   return new Promise((resolvePromise, reject) => {
     const timer = setTimeout(() => reject(new Error("sacred-server did not start within 20 s")), 20_000);

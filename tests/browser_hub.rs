@@ -130,6 +130,8 @@ impl Authenticator for TestTokens {
 fn hub(history: &Arc<SqliteHistory>, control: &mpsc::UnboundedSender<Control>) -> HubBuilder {
     let mut options = HubOptions::default();
     options.drain = Duration::from_millis(100);
+    // The test pages are served from other ports than the hub's.
+    options.allowed_origins = vec!["*".to_owned()];
     let mut namespace = NamespaceOptions::default();
     namespace.history_size = 10_000;
     let (kick, restart) = (control.clone(), control.clone());

@@ -37,6 +37,8 @@ pub struct Hub {
 
 pub(crate) struct HubInner {
     pub(crate) options: HubOptions,
+    /// What is checked before an upgrade (origin, client address, rate).
+    pub(crate) admission: crate::admission::Admission,
     pub(crate) auth: Arc<dyn Authenticator>,
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) presence: Arc<dyn PresenceStore>,
@@ -94,6 +96,7 @@ impl Hub {
         let node = Node::new();
         broker.attach(Arc::clone(&node) as _);
         let inner = HubInner {
+            admission: crate::admission::Admission::new(&options),
             options,
             auth,
             broker,

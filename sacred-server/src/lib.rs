@@ -66,6 +66,7 @@
 //!   with `into_make_service_with_connect_info::<SocketAddr>()` so that
 //!   authenticators see the peer's address.
 
+mod admission;
 mod auth;
 mod broker;
 mod builder;

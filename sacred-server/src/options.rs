@@ -190,6 +190,22 @@ pub struct HubOptions {
     pub allow_anonymous: bool,
     /// API keys the built-in authenticator accepts.
     pub api_keys: Vec<ApiKey>,
+    /// Browser origins (`scheme://host[:port]`) whose pages may open a
+    /// WebSocket; `"*"` for any. Empty (the default): only pages of the
+    /// request's own host. Requests without `Origin` (not from a browser)
+    /// always pass. Others get HTTP 403 before the upgrade.
+    pub allowed_origins: Vec<String>,
+    /// Proxies (addresses or networks, e.g. `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` / `Forwarded` headers name the client; the address
+    /// of any other peer is the client's own. Default: none.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// New WebSocket connections one client address may open per minute,
+    /// refused past it with HTTP 429 and `Retry-After` before the upgrade;
+    /// 0 (the default): no limit.
+    pub connections_per_minute: u32,
+    /// Connections an address may open at once before the per-minute rate
+    /// applies (0: the per-minute number).
+    pub connection_burst: u32,
     /// Options by namespace; channels of other namespaces get "unknown channel".
     pub namespaces: BTreeMap<String, NamespaceOptions>,
 }
@@ -211,6 +227,10 @@ impl Default for HubOptions {
             drain: Duration::from_secs(15),
             allow_anonymous: true,
             api_keys: Vec::new(),
+            allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+            connections_per_minute: 0,
+            connection_burst: 0,
             namespaces: BTreeMap::from([(String::new(), NamespaceOptions::default())]),
         }
     }

@@ -45,6 +45,16 @@ async fn upgrade(
     if !hub.is_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
+    let peer = connect_info.map(|Extension(ConnectInfo(addr))| addr);
+    let client = match hub.inner.admission.check(&headers, peer) {
+        Ok(client) => client,
+        Err(refused) => return refused.into_response(),
+    };
+    // Behind a trusted proxy, the address it names (its port unknown: 0).
+    let remote_addr = match (peer, client) {
+        (Some(peer), Some(ip)) if peer.ip().to_canonical() != ip => Some(SocketAddr::new(ip, 0)),
+        _ => peer,
+    };
     let offered = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
@@ -62,7 +72,7 @@ async fn upgrade(
         .on_upgrade(move |socket| {
             let upgrade = Upgrade {
                 headers,
-                remote_addr: connect_info.map(|Extension(ConnectInfo(addr))| addr),
+                remote_addr,
             };
             connection::serve(hub, socket, codec, upgrade)
         })

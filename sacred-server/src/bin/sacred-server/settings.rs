@@ -57,6 +57,26 @@ pub(crate) struct Cli {
     /// store.backup_interval_secs (daily) [default: no backups].
     #[arg(long, env = "SACRED_STORE_BACKUP_DIR")]
     store_backup_dir: Option<PathBuf>,
+    /// A browser origin (scheme://host[:port]) whose pages may connect, or *
+    /// for any (repeatable; env: comma-separated) [default: the request's own host].
+    #[arg(
+        long = "allowed-origin",
+        env = "SACRED_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    allowed_origins: Vec<String>,
+    /// A proxy address or network (10.0.0.0/8) whose X-Forwarded-For /
+    /// Forwarded names the client (repeatable; env: comma-separated) [default: none].
+    #[arg(long = "trusted-proxy", env = "SACRED_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    trusted_proxies: Vec<ipnet::IpNet>,
+    /// New connections one client address may open per minute; past it HTTP
+    /// 429 [default: 0, no limit].
+    #[arg(long, env = "SACRED_CONNECTIONS_PER_MINUTE")]
+    connections_per_minute: Option<u32>,
+    /// Connections an address may open at once before the per-minute rate
+    /// applies [default: the per-minute number].
+    #[arg(long, env = "SACRED_CONNECTION_BURST")]
+    connection_burst: Option<u32>,
     /// What to do instead of serving: store maintenance (see docs/operations.md).
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
@@ -243,6 +263,24 @@ impl Settings {
             settings.hub.allow_anonymous = allow;
         }
         settings.hub.api_keys.extend(cli.api_keys.iter().cloned());
+        if !cli.allowed_origins.is_empty() {
+            settings
+                .hub
+                .allowed_origins
+                .clone_from(&cli.allowed_origins);
+        }
+        if !cli.trusted_proxies.is_empty() {
+            settings
+                .hub
+                .trusted_proxies
+                .clone_from(&cli.trusted_proxies);
+        }
+        if let Some(n) = cli.connections_per_minute {
+            settings.hub.connections_per_minute = n;
+        }
+        if let Some(n) = cli.connection_burst {
+            settings.hub.connection_burst = n;
+        }
         if let Some(secs) = cli.drain_secs {
             settings.hub.drain = Duration::from_secs(secs);
         }
@@ -361,6 +399,13 @@ impl Settings {
     }
 }
 
+/// A network (`10.0.0.0/8`) or one address (`10.0.0.1`).
+fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is not an address or network (10.0.0.0/8)"))
+}
+
 fn parse_key(text: &str) -> Result<ApiKey, String> {
     let (user, sha256) = text.split_once(':').ok_or("expected USER:SHA256HEX")?;
     Ok(ApiKey::from_sha256(sha256, user))
@@ -452,6 +497,49 @@ user = "ada"
         assert!(err.contains("sqlite:PATH"), "{err}");
         let ok = load(&["--store", "sqlite:history.db", "--store-max-mb", "5"]).unwrap();
         assert_eq!(ok.store.max_mb, Some(5));
+    }
+
+    #[test]
+    fn admission_flags_and_keys() {
+        let cli = Cli::parse_from([
+            "sacred-server",
+            "--allowed-origin",
+            "https://a.example,https://b.example",
+            "--trusted-proxy",
+            "10.0.0.0/8",
+            "--trusted-proxy",
+            "192.0.2.1",
+            "--connections-per-minute",
+            "5",
+            "--connection-burst",
+            "10",
+        ]);
+        let settings = Settings::load(&cli).unwrap();
+        assert_eq!(
+            settings.hub.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        let proxies: Vec<String> = settings
+            .hub
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "192.0.2.1/32"]);
+        assert_eq!(
+            (
+                settings.hub.connections_per_minute,
+                settings.hub.connection_burst
+            ),
+            (5, 10)
+        );
+        let file = Settings::parse(
+            "[hub]\nallowed_origins = [\"*\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\nconnections_per_minute = 5\n",
+        )
+        .unwrap();
+        assert_eq!(file.hub.allowed_origins, ["*"]);
+        assert_eq!(file.hub.connections_per_minute, 5);
+        assert!(Cli::try_parse_from(["sacred-server", "--trusted-proxy", "nope"]).is_err());
     }
 
     #[test]

@@ -56,7 +56,9 @@ pub(crate) async fn serve(hub: Hub, socket: WebSocket, codec: Codec, upgrade: Up
         subs: HashSet::new(),
         pong_due: None,
         peer_close: None,
+        rate: None,
     };
+    connection.rate = Rate::new(connection.hub.options());
     connection.run(&mut stream).await;
     // Boxed, like every step that runs once: the task's size is that of its
     // largest state, and an idle connection should not carry this one's.
@@ -83,6 +85,29 @@ struct Connection {
     pong_due: Option<Instant>,
     /// The code and reason of the client's close frame, if it sent one.
     peer_close: Option<(u16, String)>,
+    /// The command rate limit, when one is configured (boxed: off by default).
+    rate: Option<Box<Rate>>,
+}
+
+/// Refusals in a row after which a flooding connection is closed (3007).
+const MAX_REFUSED: u32 = 10;
+
+/// A connection's command rate: a token bucket, and the refusals in a row.
+struct Rate {
+    bucket: governor::DefaultDirectRateLimiter,
+    refused: u32,
+}
+
+impl Rate {
+    fn new(options: &crate::options::HubOptions) -> Option<Box<Rate>> {
+        let rate = std::num::NonZeroU32::new(options.messages_per_minute)?;
+        let burst = std::num::NonZeroU32::new(options.message_burst).unwrap_or(rate);
+        let quota = governor::Quota::per_minute(rate).allow_burst(burst);
+        Some(Box::new(Rate {
+            bucket: governor::RateLimiter::direct(quota),
+            refused: 0,
+        }))
+    }
 }
 
 struct Session {
@@ -232,6 +257,20 @@ impl Connection {
                 self.outbound.close(DisconnectCode::BAD_REQUEST);
                 return;
             };
+            if let (Some(rate), false) = (&mut self.rate, matches!(command, Command::Pong(_))) {
+                if rate.bucket.check().is_err() {
+                    rate.refused += 1;
+                    if rate.refused > MAX_REFUSED {
+                        tracing::debug!(client = %peer.id, "closed: it kept sending past its rate");
+                        self.outbound.close(DisconnectCode::TOO_MANY_REQUESTS);
+                        return;
+                    }
+                    self.outbound
+                        .send_message(&ServerMessage::error(id, ErrorCode::TOO_MANY_REQUESTS));
+                    continue;
+                }
+                rate.refused = 0;
+            }
             self.execute(id, command, peer).await;
         }
     }

@@ -206,6 +206,14 @@ pub struct HubOptions {
     /// Connections an address may open at once before the per-minute rate
     /// applies (0: the per-minute number).
     pub connection_burst: u32,
+    /// Commands one connection may send per minute (a token bucket; `pong`
+    /// is free); past it each command is answered with error 111, and after
+    /// 10 such refusals in a row the connection is closed with 3007. 0 (the
+    /// default): no limit.
+    pub messages_per_minute: u32,
+    /// Commands a connection may send at once before the per-minute rate
+    /// applies (0: the per-minute number).
+    pub message_burst: u32,
     /// Options by namespace; channels of other namespaces get "unknown channel".
     pub namespaces: BTreeMap<String, NamespaceOptions>,
 }
@@ -231,6 +239,8 @@ impl Default for HubOptions {
             trusted_proxies: Vec::new(),
             connections_per_minute: 0,
             connection_burst: 0,
+            messages_per_minute: 0,
+            message_burst: 0,
             namespaces: BTreeMap::from([(String::new(), NamespaceOptions::default())]),
         }
     }

@@ -314,3 +314,45 @@ async fn a_flood_is_served_in_full_and_in_order() {
         assert_eq!(publication.data, Value::from(n));
     }
 }
+
+/// A connection past its command rate: each command over the burst is
+/// answered with 111, and after ten refusals in a row it is closed with
+/// 3007; another connection is not affected. Both codecs.
+#[tokio::test]
+async fn a_flood_past_the_command_rate_gets_111_then_3007() {
+    let mut options = HubOptions::default();
+    options.messages_per_minute = 1;
+    options.message_burst = 5;
+    let server = Server::start(Hub::builder().options(options)).await;
+    for codec in [Codec::Json, Codec::MsgPack] {
+        let (mut flooder, _) = Client::connect(&server.url(), codec, info("flooder")).await;
+        let first = flooder.next_id();
+        let flood: Vec<ClientMessage> = (0..20)
+            .map(|n| ClientMessage::new(first + n, PublishRequest::new("room", Value::from(n))))
+            .collect();
+        flooder.send(&flood).await;
+        for id in first..first + 5 {
+            assert!(
+                flooder.reply(id).await.is_ok(),
+                "{codec:?}: within the burst"
+            );
+        }
+        for id in first + 5..first + 15 {
+            assert_eq!(
+                error_code(flooder.reply(id).await),
+                111,
+                "{codec:?}: over the rate"
+            );
+        }
+        assert_eq!(
+            flooder.closed().await,
+            Some(3007),
+            "{codec:?}: kept flooding"
+        );
+        let (mut calm, _) = Client::connect(&server.url(), codec, info("calm")).await;
+        publish_reply(
+            calm.request(PublishRequest::new("room", Value::from(1)))
+                .await,
+        );
+    }
+}

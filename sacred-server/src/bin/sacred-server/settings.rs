@@ -77,6 +77,14 @@ pub(crate) struct Cli {
     /// applies [default: the per-minute number].
     #[arg(long, env = "SACRED_CONNECTION_BURST")]
     connection_burst: Option<u32>,
+    /// Commands one connection may send per minute; past it error 111, then
+    /// close 3007 [default: 0, no limit].
+    #[arg(long, env = "SACRED_MESSAGES_PER_MINUTE")]
+    messages_per_minute: Option<u32>,
+    /// Commands a connection may send at once before the per-minute rate
+    /// applies [default: the per-minute number].
+    #[arg(long, env = "SACRED_MESSAGE_BURST")]
+    message_burst: Option<u32>,
     /// What to do instead of serving: store maintenance (see docs/operations.md).
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
@@ -280,6 +288,12 @@ impl Settings {
         }
         if let Some(n) = cli.connection_burst {
             settings.hub.connection_burst = n;
+        }
+        if let Some(n) = cli.messages_per_minute {
+            settings.hub.messages_per_minute = n;
+        }
+        if let Some(n) = cli.message_burst {
+            settings.hub.message_burst = n;
         }
         if let Some(secs) = cli.drain_secs {
             settings.hub.drain = Duration::from_secs(secs);

@@ -180,11 +180,7 @@ impl Shared {
                     Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
                 })
                 .map_err(HistoryError::store)?;
-            let mut publications = Vec::new();
-            for row in rows {
-                let (offset, push) = row.map_err(HistoryError::store)?;
-                publications.push(publication(channel, offset, &stream.epoch, &push)?);
-            }
+            let publications = of_stream(rows, channel, &stream.epoch)?;
             Ok(Page::new(StreamPosition::new(top, stream.epoch), publications))
         })
     }
@@ -259,11 +255,7 @@ impl Shared {
                     Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
                 })
                 .map_err(HistoryError::store)?;
-            let mut publications = Vec::new();
-            for row in rows {
-                let (offset, push) = row.map_err(HistoryError::store)?;
-                publications.push(publication(channel, offset, &stream.epoch, &push)?);
-            }
+            let publications = of_stream(rows, channel, &stream.epoch)?;
             Ok(SearchPage {
                 publications,
                 total: total.max(0) as u64,
@@ -323,6 +315,19 @@ fn stream(
         )
         .optional()
         .map_err(HistoryError::store)
+}
+
+/// The publications of rows of one stream's `(offset, push)`.
+fn of_stream(
+    rows: impl Iterator<Item = rusqlite::Result<(i64, Vec<u8>)>>,
+    channel: &str,
+    epoch: &str,
+) -> Result<Vec<Publication>, HistoryError> {
+    rows.map(|row| {
+        let (offset, push) = row.map_err(HistoryError::store)?;
+        publication(channel, offset, epoch, &push)
+    })
+    .collect()
 }
 
 /// A stored publication, with its place in the stream.

@@ -34,6 +34,10 @@ fi
 cargo build --release --locked -q -p sacred-server -p sacred-benches --bins
 bin=target/release
 sacred=${SACRED_SERVER:-$bin/sacred-server}
+# The load comes from one address and publishes in bulk: the per-address,
+# per-connection, per-user and per-server limits are off (SACRED_UNLIMITED=''
+# for a build from before these flags).
+read -r -a unlimited <<<"${SACRED_UNLIMITED---connections-per-minute 0 --messages-per-minute 0 --max-connections 0 --max-connections-per-user 0}"
 work=$(mktemp -d)
 server_pid=
 trap 'kill $server_pid 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -50,7 +54,7 @@ fi
 start() {
   : >"$work/out"
   case $1 in
-    sacred) "${on_server_core[@]}" "$sacred" --bind 127.0.0.1:0 --log-format json >"$work/out" 2>&1 & ;;
+    sacred) "${on_server_core[@]}" "$sacred" --bind 127.0.0.1:0 --log-format json "${unlimited[@]}" >"$work/out" 2>&1 & ;;
     raw) "${on_server_core[@]}" "$bin/raw-broadcast" 127.0.0.1:0 >"$work/out" 2>&1 & ;;
     socketio) "${on_server_core[@]}" "$bin/socketioxide-server" 127.0.0.1:0 >"$work/out" 2>&1 & ;;
   esac

@@ -9,10 +9,15 @@ trap cleanup EXIT
 core0() { if [ "$(nproc)" -ge 2 ]; then exec taskset -c 0 "$@"; else exec "$@"; fi; }
 core1() { if [ "$(nproc)" -ge 2 ]; then exec taskset -c 1 "$@"; else exec "$@"; fi; }
 
+# The load comes from one address and publishes in bulk: the per-address,
+# per-connection, per-user and per-server limits are off (SACRED_UNLIMITED=''
+# for a build from before these flags).
+read -r -a unlimited <<<"${SACRED_UNLIMITED---connections-per-minute 0 --messages-per-minute 0 --max-connections 0 --max-connections-per-user 0}"
+
 # Starts sacred-server on core 0 with extra args; prints "PID URL".
 server() {
   local log="$work/server-$RANDOM.log"
-  core0 "$bin/sacred-server" --bind 127.0.0.1:0 --log-format json "$@" >"$log" 2>&1 &
+  core0 "$bin/sacred-server" --bind 127.0.0.1:0 --log-format json "${unlimited[@]}" "$@" >"$log" 2>&1 &
   local pid=$!
   echo "$pid" >>"$work/pids"
   for _ in $(seq 200); do

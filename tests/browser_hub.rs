@@ -132,6 +132,9 @@ fn hub(history: &Arc<SqliteHistory>, control: &mpsc::UnboundedSender<Control>) -
     options.drain = Duration::from_millis(100);
     // The test pages are served from other ports than the hub's.
     options.allowed_origins = vec!["*".to_owned()];
+    // Every test opens connections from 127.0.0.1, some publish in bulk.
+    options.connections_per_minute = 0;
+    options.messages_per_minute = 0;
     let mut namespace = NamespaceOptions::default();
     namespace.history_size = 10_000;
     let (kick, restart) = (control.clone(), control.clone());

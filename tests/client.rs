@@ -10,7 +10,7 @@ use futures_util::FutureExt;
 use sacred_client::{Client, ClientEvent, SearchRequest, State, SubscriptionEvent};
 use sacred_proto::{Codec, DisconnectCode, Value};
 use sacred_server::{Hub, HubOptions, MemoryHistory, NamespaceOptions};
-use sacred_tests::{Proxy, Server, any_port, quick, within};
+use sacred_tests::{Proxy, Server, any_port, quick, unlimited, within};
 
 /// Takes the client offline: the proxy refuses new connections and cuts the current one.
 async fn go_offline(proxy: &Proxy, client: &Client) {
@@ -251,7 +251,7 @@ async fn the_offline_queue_refuses_when_full_and_expires_old_publishes() {
 
 #[tokio::test]
 async fn quick_publishes_leave_in_fewer_frames_than_publishes() {
-    let server = Server::start(Hub::builder(), any_port()).await;
+    let server = Server::start(Hub::builder().options(unlimited()), any_port()).await;
     let proxy = Proxy::start(server.addr).await;
     let client = within("connect", quick(&proxy.url(), Codec::MsgPack).connect())
         .await

@@ -29,6 +29,14 @@ pub async fn within<T>(what: &str, future: impl std::future::Future<Output = T>)
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
+/// The default hub options without the per-connection command rate, for
+/// tests that publish in bulk (the rate has its own tests in sacred-server).
+pub fn unlimited() -> sacred_server::HubOptions {
+    let mut options = sacred_server::HubOptions::default();
+    options.messages_per_minute = 0;
+    options
+}
+
 /// A client that reconnects quickly, so tests spend little time waiting.
 pub fn quick(url: &str, codec: sacred_proto::Codec) -> sacred_client::ClientBuilder {
     sacred_client::Client::builder(url)

@@ -8,7 +8,7 @@ use futures_util::FutureExt;
 use sacred_client::{Client, SubscriptionEvent};
 use sacred_proto::{Codec, Value};
 use sacred_server::{Hub, NamespaceOptions};
-use sacred_tests::{Server, any_port, quick, within};
+use sacred_tests::{Server, any_port, quick, unlimited, within};
 
 #[tokio::test]
 async fn a_second_subscribe_is_refused_and_the_first_keeps_receiving() {
@@ -46,7 +46,8 @@ async fn a_second_subscribe_is_refused_and_the_first_keeps_receiving() {
 #[tokio::test]
 async fn a_reader_that_falls_behind_on_a_channel_with_history_loses_nothing() {
     let history = NamespaceOptions::default().history(10_000, Duration::from_secs(600));
-    let server = Server::start(Hub::builder().namespace("", history), any_port()).await;
+    let builder = Hub::builder().options(unlimited()).namespace("", history);
+    let server = Server::start(builder, any_port()).await;
     for codec in Codec::ALL {
         let channel = format!("feed-{}", codec.is_binary());
         let reader = quick(&server.url(), codec).subscription_buffer(8).connect();

@@ -1,7 +1,8 @@
 //! Admission: what is checked before a WebSocket upgrade, so a refused
 //! client costs an HTTP response, not a connection: the client's real
-//! address (behind trusted proxies), its `Origin`, and how often its
-//! address opens connections.
+//! address (behind trusted proxies), its `Origin`, how often its address
+//! opens connections, and whether that address is locked out for failing to
+//! authenticate ([`Lockout`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -15,6 +16,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 
+use crate::lockout::Lockout;
 use crate::options::HubOptions;
 
 /// Addresses the connection limiter tracks at most; past it, addresses not
@@ -32,6 +34,8 @@ pub(crate) struct Admission {
     /// The per-address limiter and its quota (to start afresh when full).
     per_ip: Option<(RwLock<DefaultKeyedRateLimiter<IpAddr>>, Quota)>,
     checks: AtomicU64,
+    /// Addresses that failed to authenticate too often.
+    pub(crate) lockout: Lockout,
 }
 
 /// Which `Origin` headers may open a WebSocket.
@@ -53,20 +57,20 @@ pub(crate) enum Refused {
     TooMany(Duration),
     /// A browser page of an origin that may not connect.
     Origin(String),
+    /// The address is locked out for failed authentications this long.
+    LockedOut(Duration),
 }
 
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         match self {
             Refused::TooMany(wait) => {
-                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [(header::RETRY_AFTER, secs.to_string())],
-                    "too many connections from this address; retry later",
-                )
-                    .into_response()
+                too_many(wait, "too many connections from this address; retry later")
             }
+            Refused::LockedOut(wait) => too_many(
+                wait,
+                "this address failed to authenticate too often; retry later",
+            ),
             Refused::Origin(origin) => (
                 StatusCode::FORBIDDEN,
                 format!("origin {origin} may not connect"),
@@ -74,6 +78,17 @@ impl IntoResponse for Refused {
                 .into_response(),
         }
     }
+}
+
+/// HTTP 429 with `Retry-After` (whole seconds, at least 1).
+fn too_many(wait: Duration, text: &'static str) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, secs.to_string())],
+        text,
+    )
+        .into_response()
 }
 
 impl Admission {
@@ -101,6 +116,7 @@ impl Admission {
             origins,
             per_ip,
             checks: AtomicU64::new(0),
+            lockout: Lockout::new(options),
         }
     }
 
@@ -113,6 +129,10 @@ impl Admission {
     ) -> Result<Option<IpAddr>, Refused> {
         self.check_origin(headers)?;
         let client = peer.map(|peer| self.client_ip(headers, peer.ip()));
+        if let Some(wait) = client.and_then(|ip| self.lockout.locked(ip)) {
+            tracing::debug!(ip = ?client, ?wait, "connection refused: address locked out");
+            return Err(Refused::LockedOut(wait));
+        }
         if let (Some((limiter, quota)), Some(ip)) = (&self.per_ip, client) {
             self.sweep(limiter, *quota);
             let verdict = limiter

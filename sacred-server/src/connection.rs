@@ -5,7 +5,7 @@
 //! the commands sent after it on the same connection, nobody else's.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
@@ -19,7 +19,7 @@ use sacred_proto::{
 };
 use tokio::time::{Instant, sleep_until};
 
-use crate::auth::ConnectContext;
+use crate::auth::{AuthError, ConnectContext, Identity};
 use crate::hooks::{ClientContext, DisconnectContext, guarded};
 use crate::hub::Hub;
 use crate::id::random_id;
@@ -58,7 +58,6 @@ pub(crate) async fn serve(hub: Hub, socket: WebSocket, codec: Codec, upgrade: Up
         peer_close: None,
         rate: None,
     };
-    connection.rate = Rate::new(connection.hub.options());
     connection.run(&mut stream).await;
     // Boxed, like every step that runs once: the task's size is that of its
     // largest state, and an idle connection should not carry this one's.
@@ -85,7 +84,8 @@ struct Connection {
     pong_due: Option<Instant>,
     /// The code and reason of the client's close frame, if it sent one.
     peer_close: Option<(u16, String)>,
-    /// The command rate limit, when one is configured (boxed: off by default).
+    /// The command rate limit of the connection's tier, if it has one
+    /// (boxed: a connection without a limit carries none).
     rate: Option<Box<Rate>>,
 }
 
@@ -99,9 +99,9 @@ struct Rate {
 }
 
 impl Rate {
-    fn new(options: &crate::options::HubOptions) -> Option<Box<Rate>> {
-        let rate = std::num::NonZeroU32::new(options.messages_per_minute)?;
-        let burst = std::num::NonZeroU32::new(options.message_burst).unwrap_or(rate);
+    fn new(tier: crate::options::Tier) -> Option<Box<Rate>> {
+        let rate = std::num::NonZeroU32::new(tier.messages_per_minute)?;
+        let burst = std::num::NonZeroU32::new(tier.message_burst).unwrap_or(rate);
         let quota = governor::Quota::per_minute(rate).allow_burst(burst);
         Some(Box::new(Rate {
             bucket: governor::RateLimiter::direct(quota),
@@ -120,6 +120,28 @@ struct Session {
     connected_ms: u64,
     /// Publishes and direct messages accepted from it.
     messages: u64,
+    /// The channels its credential allows, if it limits them.
+    channels: Option<Vec<String>>,
+}
+
+/// What the client said of itself, with the fields its credential vouches
+/// for in their place.
+fn vouched_info(
+    mut said: sacred_proto::ClientInfo,
+    vouched: Option<sacred_proto::ClientInfo>,
+) -> sacred_proto::ClientInfo {
+    if let Some(vouched) = vouched {
+        for (field, value) in [
+            (&mut said.name, vouched.name),
+            (&mut said.kind, vouched.kind),
+            (&mut said.runtime, vouched.runtime),
+        ] {
+            if !value.is_empty() {
+                *field = value;
+            }
+        }
+    }
+    said
 }
 
 /// A far-away instant for timer branches that are switched off.
@@ -302,22 +324,29 @@ impl Connection {
                 .send_from(peer, &send.to, send.data)
                 .await
                 .map(|()| SendReply::default().into()),
-            Command::Presence(presence) => self
-                .hub
-                .presence_of(&peer, &presence.channel)
-                .await
-                .map(|clients| {
-                    let mut reply = PresenceReply::default();
-                    reply.clients = clients;
-                    reply.into()
-                }),
-            Command::History(history) => {
-                self.hub.history_of(&peer, &history).await.map(Reply::from)
-            }
+            Command::Presence(presence) => match self.may_use(&presence.channel) {
+                Ok(()) => self
+                    .hub
+                    .presence_of(&peer, &presence.channel)
+                    .await
+                    .map(|clients| {
+                        let mut reply = PresenceReply::default();
+                        reply.clients = clients;
+                        reply.into()
+                    }),
+                Err(err) => Err(err),
+            },
+            Command::History(history) => match self.may_use(&history.channel) {
+                Ok(()) => self.hub.history_of(&peer, &history).await.map(Reply::from),
+                Err(err) => Err(err),
+            },
             Command::Rpc(rpc) => self.rpc(peer, rpc).await,
             Command::Pong(_) => Ok(PongReply::new(now_ms()).into()),
             Command::Refresh(refresh) => self.refresh(&peer, refresh).await,
-            Command::Search(search) => self.hub.search_of(&peer, &search).await.map(Reply::from),
+            Command::Search(search) => match self.may_use(&search.channel) {
+                Ok(()) => self.hub.search_of(&peer, &search).await.map(Reply::from),
+                Err(err) => Err(err),
+            },
         };
         if let (true, Ok(_), Some(session)) = (message, &result, &mut self.session) {
             session.messages += 1;
@@ -333,6 +362,16 @@ impl Connection {
                 .send_message(&ServerMessage::error(id, ErrorCode::ALREADY_CONNECTED));
         }
         let hub = self.hub.clone();
+        if let Some(wait) = self
+            .ip()
+            .and_then(|ip| hub.inner.admission.lockout.locked(ip))
+        {
+            tracing::debug!(?wait, "connect refused: the address is locked out");
+            return self.outbound.close_with(
+                DisconnectCode::TOO_MANY_REQUESTS,
+                "this address failed to authenticate too often; retry later",
+            );
+        }
         let upgrade = self.upgrade.take().unwrap_or_default();
         let context = ConnectContext {
             token: request.token,
@@ -349,9 +388,13 @@ impl Connection {
         )
         .await;
         let identity = match verdict {
-            Ok(Ok(identity)) => identity,
+            Ok(Ok(identity)) => {
+                self.authenticated();
+                identity
+            }
             Ok(Err(err)) => {
                 tracing::debug!(%err, "connect refused");
+                self.failed_authentication(&err);
                 return self.outbound.close(err.disconnect_code());
             }
             Err(err) => {
@@ -359,7 +402,8 @@ impl Connection {
                 return self.outbound.close(DisconnectCode::SERVER_ERROR);
             }
         };
-        let peer = Peer::new(random_id(12), identity.user, context.client);
+        let client = vouched_info(context.client, identity.info);
+        let peer = Peer::new(random_id(12), identity.user, client);
         let options = hub.options();
         let ping_interval = if peer.info.runtime == "mobile" {
             options.mobile_ping_interval
@@ -380,7 +424,12 @@ impl Connection {
         reply.expires = identity.expires;
         reply.data = identity.data;
         reply.limits = Some(options.limits.clone());
-        hub.register(&peer, self.outbound.clone()).await;
+        if let Err(reason) = hub.register(&peer, self.outbound.clone()).await {
+            return self
+                .outbound
+                .close_with(DisconnectCode::CONNECTION_LIMIT, reason);
+        }
+        self.rate = Rate::new(options.tier(identity.tier.as_deref()));
         self.session = Some(Session {
             peer: peer.clone(),
             ping_interval,
@@ -388,6 +437,7 @@ impl Connection {
             expires: deadline_from_ms(identity.expires),
             connected_ms: now_ms(),
             messages: 0,
+            channels: identity.channels,
         });
 
         self.outbound.hold();
@@ -429,6 +479,7 @@ impl Connection {
         if self.subs.contains(&request.channel) {
             return Err(ErrorCode::ALREADY_SUBSCRIBED.into());
         }
+        self.may_use(&request.channel)?;
         if self.subs.len() >= self.hub.options().max_channels_per_connection {
             return Err(ReplyError::new(
                 ErrorCode::LIMIT_EXCEEDED,
@@ -468,6 +519,16 @@ impl Connection {
             refresh: true,
             ..ConnectContext::default()
         };
+        if self
+            .ip()
+            .and_then(|ip| self.hub.inner.admission.lockout.locked(ip))
+            .is_some()
+        {
+            return Err(ReplyError::new(
+                ErrorCode::TOO_MANY_REQUESTS,
+                "this address failed to authenticate too often; retry later",
+            ));
+        }
         let timeout = self.hub.options().rpc_timeout;
         let identity = guarded(
             "authenticator",
@@ -475,7 +536,11 @@ impl Connection {
             timeout,
         )
         .await?
-        .map_err(|err| ReplyError::new(ErrorCode::UNAUTHORIZED, err.to_string()))?;
+        .map_err(|err| {
+            self.failed_authentication(&err);
+            ReplyError::new(ErrorCode::UNAUTHORIZED, err.to_string())
+        })?;
+        self.authenticated();
         if identity.user != peer.user {
             return Err(ReplyError::new(
                 ErrorCode::UNAUTHORIZED,
@@ -488,6 +553,38 @@ impl Connection {
         let mut reply = RefreshReply::default();
         reply.expires = identity.expires;
         Ok(reply.into())
+    }
+
+    /// The client's address, when the host serves connect info.
+    fn ip(&self) -> Option<IpAddr> {
+        self.remote_addr.map(|addr| addr.ip().to_canonical())
+    }
+
+    /// Counts a wrong token against the client's address (a missing one, or
+    /// an identity refused by policy, is not a guess).
+    fn failed_authentication(&self, err: &AuthError) {
+        if let (AuthError::InvalidToken, Some(ip)) = (err, self.ip()) {
+            let _ = self.hub.inner.admission.lockout.failed(ip);
+        }
+    }
+
+    fn authenticated(&self) {
+        if let Some(ip) = self.ip() {
+            self.hub.inner.admission.lockout.succeeded(ip);
+        }
+    }
+
+    /// Refuses a channel the connection's credential does not list.
+    fn may_use(&self, channel: &str) -> Result<(), ReplyError> {
+        let channels = self.session.as_ref().and_then(|s| s.channels.as_deref());
+        if Identity::may_use(channels, channel) {
+            Ok(())
+        } else {
+            Err(ReplyError::new(
+                ErrorCode::PERMISSION_DENIED,
+                "the credential does not allow this channel",
+            ))
+        }
     }
 
     /// Leaves every channel and the client registry.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use sacred_proto::{
     DirectMessage, DisconnectCode, ErrorCode, HistoryReply, HistoryRequest, Migrate, Peer,
@@ -53,6 +53,8 @@ pub(crate) struct HubInner {
     ready: AtomicBool,
     /// Woken whenever a client leaves, so shutdown can wait for the drain.
     client_left: Notify,
+    /// Connections registered on this node (the `max_connections` count).
+    registered: AtomicUsize,
 }
 
 /// Why host code could not publish.
@@ -107,6 +109,7 @@ impl Hub {
             node,
             ready: AtomicBool::new(true),
             client_left: Notify::new(),
+            registered: AtomicUsize::new(0),
         };
         let inner = Arc::new(inner);
         if let Some(every) = inner.presence.refresh_interval() {
@@ -162,6 +165,12 @@ impl Hub {
             }
             None => false,
         }
+    }
+
+    /// How many times an address was locked out for failing to
+    /// authenticate since the hub started (`lockout_failures`).
+    pub fn lockouts(&self) -> u64 {
+        self.inner.admission.lockout.locks()
     }
 
     /// How many clients are connected.
@@ -295,21 +304,60 @@ impl Hub {
             })
     }
 
-    pub(crate) async fn register(&self, peer: &Peer, outbound: Outbound) {
+    /// Registers a connected client, unless this server holds
+    /// `max_connections` already or its user holds `max_connections_per_user`
+    /// (counted on every node by the presence store): then the reason, and
+    /// nothing is registered.
+    ///
+    /// The user's connection is recorded before it is counted, so two
+    /// connects racing for the last place cannot both get it (both may be
+    /// refused; each client retries later). If the presence store cannot
+    /// count, the connection is let in and a warning logged: an outage of
+    /// the store does not lock every user out.
+    pub(crate) async fn register(
+        &self,
+        peer: &Peer,
+        outbound: Outbound,
+    ) -> Result<(), &'static str> {
+        let max = self.inner.options.max_connections;
+        if self.inner.registered.fetch_add(1, Ordering::AcqRel) >= max && max > 0 {
+            self.inner.registered.fetch_sub(1, Ordering::AcqRel);
+            return Err("too many connections on this server");
+        }
         let client = Client {
             peer: peer.clone(),
             outbound,
         };
         self.inner.node.clients.insert(peer.id.clone(), client);
-        if let Some(user) = &peer.user
-            && let Err(err) = self.inner.presence.user_connected(user, &peer.id).await
-        {
+        let Some(user) = &peer.user else {
+            return Ok(());
+        };
+        if let Err(err) = self.inner.presence.user_connected(user, &peer.id).await {
             tracing::warn!(err = %ErrorChain(&err), "cannot count a user's connection");
+            return Ok(());
+        }
+        let max = self.inner.options.max_connections_per_user;
+        if max == 0 {
+            return Ok(());
+        }
+        match self.inner.presence.user_connections(user).await {
+            Ok(held) if held > max => {
+                tracing::debug!(user, held, max, "connection refused: the user has enough");
+                self.unregister(peer).await;
+                Err("too many connections for this user")
+            }
+            Ok(_) => Ok(()),
+            Err(err) => {
+                tracing::warn!(err = %ErrorChain(&err), "cannot count a user's connections: letting it in");
+                Ok(())
+            }
         }
     }
 
     pub(crate) async fn unregister(&self, peer: &Peer) {
-        self.inner.node.clients.remove(&peer.id);
+        if self.inner.node.clients.remove(&peer.id).is_some() {
+            self.inner.registered.fetch_sub(1, Ordering::AcqRel);
+        }
         self.inner.client_left.notify_waiters();
         if let Some(user) = &peer.user
             && let Err(err) = self.inner.presence.user_disconnected(user, &peer.id).await

@@ -37,6 +37,8 @@
 //! - `router`: `/ws` (with subprotocol negotiation), `/health`, `/ready`.
 //! - `options`: [`HubOptions`], [`NamespaceOptions`], [`Access`], [`ApiKey`].
 //! - `auth`: the [`Authenticator`] extension point, its [`ConnectContext`], [`StaticKeys`].
+//! - `admission`, `lockout`: what is checked before an upgrade (origin, the
+//!   client's address behind proxies, its connection rate, its lockout).
 //! - `hooks`: host hooks ([`HubBuilder::on_connect`], [`HubBuilder::authorize_subscribe`], ...) and [`Refusal`].
 //! - `history`: the [`HistoryStore`] extension point, [`MemoryHistory`], and
 //!   `SqliteHistory` (feature `sqlite`).
@@ -76,6 +78,7 @@ mod history;
 mod hooks;
 mod hub;
 mod id;
+mod lockout;
 mod node;
 mod options;
 mod outbound;
@@ -108,7 +111,7 @@ pub use hooks::{
     SubscribeContext,
 };
 pub use hub::{Hub, PublishError, SendError};
-pub use options::{Access, ApiKey, HubOptions, NamespaceOptions};
+pub use options::{ADMIN_TIER, Access, ApiKey, HubOptions, NamespaceOptions, Tier};
 pub use presence::{MemoryPresence, PresenceStore};
 #[cfg(feature = "redis")]
 pub use redis_broker::{RedisBroker, RedisConfig, RedisPresence, RedisSetupError};

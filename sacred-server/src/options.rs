@@ -200,23 +200,94 @@ pub struct HubOptions {
     /// of any other peer is the client's own. Default: none.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// New WebSocket connections one client address may open per minute,
-    /// refused past it with HTTP 429 and `Retry-After` before the upgrade;
-    /// 0 (the default): no limit.
+    /// refused past it with HTTP 429 and `Retry-After` before the upgrade.
+    /// Default 5; 0: no limit. Keyed on the address a trusted proxy names,
+    /// and only where the host serves connect info (the binary does).
     pub connections_per_minute: u32,
     /// Connections an address may open at once before the per-minute rate
-    /// applies (0: the per-minute number).
+    /// applies (default 10; 0: the per-minute number).
     pub connection_burst: u32,
     /// Commands one connection may send per minute (a token bucket; `pong`
     /// is free); past it each command is answered with error 111, and after
-    /// 10 such refusals in a row the connection is closed with 3007. 0 (the
-    /// default): no limit.
+    /// 10 such refusals in a row the connection is closed with 3007.
+    /// Default 100; 0: no limit. [`HubOptions::tiers`] raise or lower it per
+    /// identity.
     pub messages_per_minute: u32,
     /// Commands a connection may send at once before the per-minute rate
     /// applies (0: the per-minute number).
     pub message_burst: u32,
+    /// Rate tiers by name: an identity of tier `name` (an API key's tier, a
+    /// JWT's `tier` claim) gets its rate instead of `messages_per_minute`.
+    /// The tier `admin` is built in with no limit (the admin bypass) unless
+    /// configured here; an unknown tier gets the default rate.
+    pub tiers: BTreeMap<String, Tier>,
+    /// Connections one user may hold at once (on every node, when the
+    /// presence store is shared); the next is closed with 3504. 0: no limit.
+    pub max_connections_per_user: usize,
+    /// Connections this server holds at most; the next is closed with 3504.
+    /// 0: no limit.
+    pub max_connections: usize,
+    /// Failed authentications in a row (a wrong token at `connect` or
+    /// `refresh`) after which the client's address is locked out; 0: never.
+    pub lockout_failures: u32,
+    /// How long the first lockout of an address lasts; each further one
+    /// doubles, up to `lockout_max`. Meanwhile its upgrades get HTTP 429.
+    #[serde(rename = "lockout_secs", with = "secs")]
+    pub lockout: Duration,
+    /// The longest lockout; an address quiet for this long starts afresh.
+    #[serde(rename = "lockout_max_secs", with = "secs")]
+    pub lockout_max: Duration,
     /// Options by namespace; channels of other namespaces get "unknown channel".
     pub namespaces: BTreeMap<String, NamespaceOptions>,
 }
+
+/// A rate tier: the command rate of connections whose identity names it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Tier {
+    /// Commands per minute; 0: no limit.
+    pub messages_per_minute: u32,
+    /// Commands at once before the rate applies (0: the per-minute number).
+    pub message_burst: u32,
+}
+
+impl Tier {
+    /// `per_minute` commands a minute, `burst` at once (0: `per_minute`).
+    pub fn new(per_minute: u32, burst: u32) -> Tier {
+        Tier {
+            messages_per_minute: per_minute,
+            message_burst: burst,
+        }
+    }
+
+    /// No limit: what the built-in `admin` tier is.
+    pub fn unlimited() -> Tier {
+        Tier::default()
+    }
+}
+
+impl HubOptions {
+    /// The rate tier an identity of tier `name` gets (`None`: the default
+    /// `messages_per_minute` / `message_burst`).
+    pub(crate) fn tier(&self, name: Option<&str>) -> Tier {
+        let default = Tier::new(self.messages_per_minute, self.message_burst);
+        match name {
+            None => default,
+            Some(name) => match self.tiers.get(name) {
+                Some(tier) => *tier,
+                None if name == ADMIN_TIER => Tier::unlimited(),
+                None => {
+                    tracing::debug!(tier = name, "unknown tier: the default rate applies");
+                    default
+                }
+            },
+        }
+    }
+}
+
+/// The built-in tier without a command rate.
+pub const ADMIN_TIER: &str = "admin";
 
 impl Default for HubOptions {
     fn default() -> HubOptions {
@@ -237,10 +308,16 @@ impl Default for HubOptions {
             api_keys: Vec::new(),
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
-            connections_per_minute: 0,
-            connection_burst: 0,
-            messages_per_minute: 0,
+            connections_per_minute: 5,
+            connection_burst: 10,
+            messages_per_minute: 100,
             message_burst: 0,
+            tiers: BTreeMap::new(),
+            max_connections_per_user: 5,
+            max_connections: 10_000,
+            lockout_failures: 10,
+            lockout: Duration::from_secs(60),
+            lockout_max: Duration::from_secs(3600),
             namespaces: BTreeMap::from([(String::new(), NamespaceOptions::default())]),
         }
     }

@@ -50,6 +50,7 @@ async fn an_address_past_its_connection_rate_gets_429_with_retry_after() {
 async fn behind_a_trusted_proxy_the_limit_keys_on_the_address_it_names() {
     let mut options = HubOptions::default();
     options.connections_per_minute = 1;
+    options.connection_burst = 1;
     options.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
     let server = Server::start(Hub::builder().options(options)).await;
     let from = |ip: &'static str| [("x-forwarded-for", ip)];

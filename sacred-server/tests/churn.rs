@@ -14,6 +14,7 @@ async fn channels_subscribed_once_leave_nothing_behind() {
     let store = Arc::new(MemoryHistory::new());
     let (gone, mut left) = tokio::sync::mpsc::unbounded_channel();
     let hub = Hub::builder()
+        .options(unlimited())
         .history_store(Arc::clone(&store))
         .on_disconnect(move |_| {
             let gone = gone.clone();

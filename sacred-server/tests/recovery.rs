@@ -9,15 +9,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures_util::future::BoxFuture;
 use sacred_proto::*;
 use sacred_server::{
-    Broker, BrokerError, BrokerEvents, Hub, HubOptions, MemoryBroker, NamespaceOptions, Page,
-    Query, Retention,
+    Broker, BrokerError, BrokerEvents, Hub, MemoryBroker, NamespaceOptions, Page, Query, Retention,
 };
 use support::*;
 
 async fn hub(history_size: usize, max_recovered: usize) -> Server {
     let mut chat = NamespaceOptions::default();
     chat.history_size = history_size;
-    let mut options = HubOptions::default();
+    let mut options = unlimited();
     options.max_recovered = max_recovered;
     Server::start(Hub::builder().options(options).namespace("chat", chat)).await
 }
@@ -78,7 +77,7 @@ async fn a_subscriber_recovers_every_missed_publication_while_publishing_goes_on
 async fn recovery_stays_exact_when_deliveries_lag_behind_the_stream() {
     let mut chat = NamespaceOptions::default();
     chat.history_size = 10_000;
-    let mut options = HubOptions::default();
+    let mut options = unlimited();
     options.max_recovered = 10_000;
     let builder = Hub::builder()
         .options(options)

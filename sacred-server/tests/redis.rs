@@ -402,7 +402,7 @@ async fn when_redis_fails_publishes_fail_fast_and_subscribers_recover_when_it_re
 /// In-process nodes on `redis` (the same code as the binary, reachable for
 /// a race test and through the `Hub` API).
 async fn in_process_node(redis: &Redis) -> Server {
-    in_process_node_with(redis, sacred_server::HubOptions::default()).await
+    in_process_node_with(redis, unlimited()).await
 }
 
 async fn in_process_node_with(redis: &Redis, options: sacred_server::HubOptions) -> Server {
@@ -569,6 +569,50 @@ async fn a_user_s_connections_are_counted_across_nodes() {
     drop(on_a);
 }
 
+/// The per-user connection limit holds across nodes: with a limit of 2, a
+/// user with one connection on each node is refused a third on either
+/// (3504), and gets it once one closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_user_limit_holds_across_nodes() {
+    let redis = Redis::start().await;
+    let mut options = sacred_server::HubOptions::default();
+    options.api_keys = vec![sacred_server::ApiKey::from_plain("ada-key", "ada")];
+    options.max_connections_per_user = 2;
+    let a = in_process_node_with(&redis, options.clone()).await;
+    let b = in_process_node_with(&redis, options).await;
+    let connect = |url: String| async move {
+        let mut client = Client::open(&url, Codec::MsgPack).await;
+        client
+            .send(&[ClientMessage::new(
+                1,
+                ConnectRequest::new(Some("ada-key".into()), info("ada")),
+            )])
+            .await;
+        match client.try_reply(1).await {
+            Some(reply) => {
+                reply.expect("connected");
+                Ok(client)
+            }
+            None => Err(client.closed().await),
+        }
+    };
+    let mut on_a = connect(a.url()).await.expect("first");
+    let _on_b = connect(b.url()).await.expect("second, on the other node");
+    for node in [&a, &b] {
+        assert_eq!(connect(node.url()).await.err(), Some(Some(3504)));
+    }
+    on_a.close_normally().await;
+    let freed = async {
+        while b.hub.user_connections("ada").await.unwrap() != 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, freed)
+        .await
+        .expect("counted down");
+    assert!(connect(b.url()).await.is_ok(), "the freed place");
+}
+
 /// Channels spread over two Redis shards by their names: both shards hold
 /// streams, and every channel still crosses nodes in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -582,6 +626,7 @@ async fn channels_are_sharded_over_several_redis_instances() {
         let presence = broker.presence();
         Server::start(
             sacred_server::Hub::builder()
+                .options(unlimited())
                 .broker(broker)
                 .presence_store(presence),
         )
@@ -774,6 +819,7 @@ async fn sentinel_fails_over_and_the_nodes_follow_the_new_master() {
         namespace.history_size = 1000;
         Server::start(
             sacred_server::Hub::builder()
+                .options(unlimited())
                 .namespace("", namespace)
                 .broker(broker)
                 .presence_store(presence),

@@ -142,6 +142,7 @@ async fn concurrent_publishes_to_one_channel_arrive_in_order() {
     namespace.history_size = 10_000;
     let server = Server::start(
         sacred_server::Hub::builder()
+            .options(unlimited())
             .namespace("", namespace)
             .history_store(store),
     )

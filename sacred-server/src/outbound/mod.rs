@@ -253,8 +253,14 @@ impl Outbound {
 
     /// Closes the connection with `code` (the first close wins).
     pub(crate) fn close(&self, code: DisconnectCode) {
-        let reason = code.text().unwrap_or("disconnect").to_owned();
-        self.set_closing(Closing::Disconnect(code, reason));
+        let reason = code.text().unwrap_or("disconnect");
+        self.close_with(code, reason);
+    }
+
+    /// Closes the connection with `code` and a reason that says more than
+    /// the code's text (the first close wins).
+    pub(crate) fn close_with(&self, code: DisconnectCode, reason: &str) {
+        self.set_closing(Closing::Disconnect(code, reason.to_owned()));
     }
 
     /// The peer is gone: stop without sending anything.

@@ -35,6 +35,14 @@ where
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sacred-server"))
         .args(["--bind", "127.0.0.1:0", "--log-format", "json"])
+        // Many connections from 127.0.0.1 and bulk publishes: the limits
+        // have their own tests.
+        .args([
+            "--connections-per-minute",
+            "0",
+            "--messages-per-minute",
+            "0",
+        ])
         .args(args)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -409,4 +417,32 @@ pub fn error_code(reply: Result<Reply, ReplyError>) -> u32 {
 
 pub fn text(value: &str) -> Value {
     Value::from(value)
+}
+
+/// Polls `condition` until it holds, failing after [`WAIT`]: for state the
+/// hub updates after a socket closes (counts, presence).
+pub async fn wait_until<F, Fut>(mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let polled = async {
+        while !condition().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, polled)
+        .await
+        .expect("the condition holds in time");
+}
+
+/// The default options without the per-address connection rate and the
+/// per-connection command rate: for tests that open many connections from
+/// 127.0.0.1 or publish in bulk (the limits have their own tests, which
+/// start from `HubOptions::default()`).
+pub fn unlimited() -> sacred_server::HubOptions {
+    let mut options = sacred_server::HubOptions::default();
+    options.connections_per_minute = 0;
+    options.messages_per_minute = 0;
+    options
 }

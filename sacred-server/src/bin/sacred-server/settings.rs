@@ -70,21 +70,40 @@ pub(crate) struct Cli {
     #[arg(long = "trusted-proxy", env = "SACRED_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     trusted_proxies: Vec<ipnet::IpNet>,
     /// New connections one client address may open per minute; past it HTTP
-    /// 429 [default: 0, no limit].
+    /// 429; 0: no limit [default: 5].
     #[arg(long, env = "SACRED_CONNECTIONS_PER_MINUTE")]
     connections_per_minute: Option<u32>,
     /// Connections an address may open at once before the per-minute rate
-    /// applies [default: the per-minute number].
+    /// applies [default: 10].
     #[arg(long, env = "SACRED_CONNECTION_BURST")]
     connection_burst: Option<u32>,
     /// Commands one connection may send per minute; past it error 111, then
-    /// close 3007 [default: 0, no limit].
+    /// close 3007; 0: no limit [default: 100].
     #[arg(long, env = "SACRED_MESSAGES_PER_MINUTE")]
     messages_per_minute: Option<u32>,
     /// Commands a connection may send at once before the per-minute rate
     /// applies [default: the per-minute number].
     #[arg(long, env = "SACRED_MESSAGE_BURST")]
     message_burst: Option<u32>,
+    /// Connections one user may hold at once (on every node with a shared
+    /// presence store); the next closes with 3504; 0: no limit [default: 5].
+    #[arg(long, env = "SACRED_MAX_CONNECTIONS_PER_USER")]
+    max_connections_per_user: Option<usize>,
+    /// Connections this server holds at most; the next closes with 3504;
+    /// 0: no limit [default: 10000].
+    #[arg(long, env = "SACRED_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Wrong tokens in a row after which an address is locked out; 0: never
+    /// [default: 10].
+    #[arg(long, env = "SACRED_LOCKOUT_FAILURES")]
+    lockout_failures: Option<u32>,
+    /// Seconds the first lockout lasts; each further one doubles, up to
+    /// --lockout-max-secs [default: 60].
+    #[arg(long, env = "SACRED_LOCKOUT_SECS")]
+    lockout_secs: Option<u64>,
+    /// The longest lockout, in seconds [default: 3600].
+    #[arg(long, env = "SACRED_LOCKOUT_MAX_SECS")]
+    lockout_max_secs: Option<u64>,
     /// What to do instead of serving: store maintenance (see docs/operations.md).
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
@@ -294,6 +313,21 @@ impl Settings {
         }
         if let Some(n) = cli.message_burst {
             settings.hub.message_burst = n;
+        }
+        if let Some(n) = cli.max_connections_per_user {
+            settings.hub.max_connections_per_user = n;
+        }
+        if let Some(n) = cli.max_connections {
+            settings.hub.max_connections = n;
+        }
+        if let Some(n) = cli.lockout_failures {
+            settings.hub.lockout_failures = n;
+        }
+        if let Some(secs) = cli.lockout_secs {
+            settings.hub.lockout = Duration::from_secs(secs);
+        }
+        if let Some(secs) = cli.lockout_max_secs {
+            settings.hub.lockout_max = Duration::from_secs(secs);
         }
         if let Some(secs) = cli.drain_secs {
             settings.hub.drain = Duration::from_secs(secs);
@@ -527,6 +561,16 @@ user = "ada"
             "5",
             "--connection-burst",
             "10",
+            "--max-connections-per-user",
+            "2",
+            "--max-connections",
+            "50000",
+            "--lockout-failures",
+            "3",
+            "--lockout-secs",
+            "30",
+            "--lockout-max-secs",
+            "900",
         ]);
         let settings = Settings::load(&cli).unwrap();
         assert_eq!(
@@ -546,6 +590,15 @@ user = "ada"
                 settings.hub.connection_burst
             ),
             (5, 10)
+        );
+        let hub = &settings.hub;
+        assert_eq!(
+            (hub.max_connections_per_user, hub.max_connections),
+            (2, 50_000)
+        );
+        assert_eq!(
+            (hub.lockout_failures, hub.lockout, hub.lockout_max),
+            (3, Duration::from_secs(30), Duration::from_secs(900))
         );
         let file = Settings::parse(
             "[hub]\nallowed_origins = [\"*\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\nconnections_per_minute = 5\n",

@@ -19,6 +19,16 @@ pub struct Identity {
     pub expires: Option<u64>,
     /// Application data for the client, sent as the connect reply's `data`.
     pub data: Value,
+    /// The rate tier ([`HubOptions::tiers`](crate::HubOptions::tiers));
+    /// `None`: the default rate. `"admin"` has none unless configured.
+    pub tier: Option<String>,
+    /// The channels the connection may subscribe to (and read presence,
+    /// history and search of), each a name or a prefix ending in `*`
+    /// (`"chat:*"`); `None`: whatever the namespaces and hooks allow.
+    pub channels: Option<Vec<String>>,
+    /// What the credential says the client is, in place of what the client
+    /// said of itself (its non-empty fields replace the client's).
+    pub info: Option<ClientInfo>,
 }
 
 impl Identity {
@@ -46,6 +56,38 @@ impl Identity {
     pub fn data(mut self, data: impl Into<Value>) -> Identity {
         self.data = data.into();
         self
+    }
+
+    /// The connection's rate tier ([`HubOptions::tiers`](crate::HubOptions::tiers)).
+    pub fn tier(mut self, tier: impl Into<String>) -> Identity {
+        self.tier = Some(tier.into());
+        self
+    }
+
+    /// Limits the channels the connection may use to `channels`: names, or
+    /// prefixes ending in `*`.
+    pub fn channels<S: Into<String>>(mut self, channels: impl IntoIterator<Item = S>) -> Identity {
+        self.channels = Some(channels.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// What the credential says the client is: its non-empty fields replace
+    /// those the client sent.
+    pub fn info(mut self, info: ClientInfo) -> Identity {
+        self.info = Some(info);
+        self
+    }
+
+    /// Whether the identity may use `channel` (see [`Identity::channels`]).
+    pub(crate) fn may_use(channels: Option<&[String]>, channel: &str) -> bool {
+        channels.is_none_or(|allowed| {
+            allowed
+                .iter()
+                .any(|pattern| match pattern.strip_suffix('*') {
+                    Some(prefix) => channel.starts_with(prefix),
+                    None => pattern == channel,
+                })
+        })
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use sacred_proto::{Limits, Value, validate_channel};
 
+use crate::audit::AuditLog;
 use crate::auth::{Authenticator, StaticKeys};
 use crate::broker::{Broker, MemoryBroker};
 use crate::history::HistoryStore;
@@ -41,6 +42,7 @@ pub struct HubBuilder {
     presence: Option<Arc<dyn PresenceStore>>,
     rpc: HashMap<String, RpcHandler>,
     hooks: Hooks,
+    audit: Option<Arc<dyn AuditLog>>,
 }
 
 /// A setting [`HubBuilder::build`] refused.
@@ -241,6 +243,13 @@ impl HubBuilder {
         self
     }
 
+    /// Where the audit trail is kept (default: the latest 10,000 events in
+    /// memory, [`MemoryAudit`]). Every event is also a log line, target `sacred::audit`.
+    pub fn audit_log(mut self, audit: impl AuditLog) -> Self {
+        self.audit = Some(Arc::new(audit));
+        self
+    }
+
     /// Checks the settings and returns the router to mount and the hub handle.
     pub fn build(self) -> Result<(Router, Hub), BuildError> {
         let options = self.options;
@@ -289,8 +298,11 @@ impl HubBuilder {
         let presence = self
             .presence
             .unwrap_or_else(|| Arc::new(MemoryPresence::new()));
+        let audit = self
+            .audit
+            .unwrap_or_else(|| Arc::new(crate::audit::MemoryAudit::new()));
         let hub = Hub::new(
-            options, auth, broker, presence, history, self.rpc, self.hooks,
+            options, auth, broker, presence, history, self.rpc, self.hooks, audit,
         );
         Ok((crate::router::router(hub.clone()), hub))
     }

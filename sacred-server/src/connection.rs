@@ -19,10 +19,12 @@ use sacred_proto::{
 };
 use tokio::time::{Instant, sleep_until};
 
+use crate::audit::{AuditEvent, AuditKind};
 use crate::auth::{AuthError, ConnectContext, Identity};
 use crate::hooks::{ClientContext, DisconnectContext, guarded};
 use crate::hub::Hub;
 use crate::id::random_id;
+use crate::lockout::Failed;
 use crate::outbound::{self, Closing, Outbound};
 use crate::rpc::RpcContext;
 use crate::time::now_ms;
@@ -394,7 +396,7 @@ impl Connection {
             }
             Ok(Err(err)) => {
                 tracing::debug!(%err, "connect refused");
-                self.failed_authentication(&err);
+                self.failed_authentication(&err, "connect", None);
                 return self.outbound.close(err.disconnect_code());
             }
             Err(err) => {
@@ -424,7 +426,10 @@ impl Connection {
         reply.expires = identity.expires;
         reply.data = identity.data;
         reply.limits = Some(options.limits.clone());
-        if let Err(reason) = hub.register(&peer, self.outbound.clone()).await {
+        if let Err(reason) = hub
+            .register(&peer, self.outbound.clone(), identity.credential)
+            .await
+        {
             return self
                 .outbound
                 .close_with(DisconnectCode::CONNECTION_LIMIT, reason);
@@ -537,7 +542,7 @@ impl Connection {
         )
         .await?
         .map_err(|err| {
-            self.failed_authentication(&err);
+            self.failed_authentication(&err, "refresh", peer.user.as_deref());
             ReplyError::new(ErrorCode::UNAUTHORIZED, err.to_string())
         })?;
         self.authenticated();
@@ -550,6 +555,7 @@ impl Connection {
         if let Some(session) = &mut self.session {
             session.expires = deadline_from_ms(identity.expires);
         }
+        self.hub.set_credential(&peer.id, identity.credential);
         let mut reply = RefreshReply::default();
         reply.expires = identity.expires;
         Ok(reply.into())
@@ -560,11 +566,26 @@ impl Connection {
         self.remote_addr.map(|addr| addr.ip().to_canonical())
     }
 
-    /// Counts a wrong token against the client's address (a missing one, or
+    /// Records a refused `connect` or `refresh` in the audit trail, and
+    /// counts a wrong token against the client's address (a missing one, or
     /// an identity refused by policy, is not a guess).
-    fn failed_authentication(&self, err: &AuthError) {
-        if let (AuthError::InvalidToken, Some(ip)) = (err, self.ip()) {
-            let _ = self.hub.inner.admission.lockout.failed(ip);
+    fn failed_authentication(&self, err: &AuthError, during: &str, user: Option<&str>) {
+        let ip = self.ip();
+        self.hub.audit(
+            AuditEvent::new(AuditKind::AuthFailure, format!("{during}: {err}"))
+                .address(ip)
+                .user(user),
+        );
+        if let (AuthError::InvalidToken, Some(ip)) = (err, ip)
+            && let Failed::Locked(length) = self.hub.inner.admission.lockout.failed(ip)
+        {
+            self.hub.audit(
+                AuditEvent::new(
+                    AuditKind::Lockout,
+                    format!("locked out for {} s", length.as_secs()),
+                )
+                .address(Some(ip)),
+            );
         }
     }
 

@@ -14,6 +14,7 @@ use sacred_proto::{
 };
 use tokio::sync::Notify;
 
+use crate::audit::{AuditError, AuditEvent, AuditKind, AuditLog, AuditQuery};
 use crate::auth::Authenticator;
 use crate::broker::{Broker, BrokerError};
 use crate::builder::HubBuilder;
@@ -47,6 +48,8 @@ pub(crate) struct HubInner {
     pub(crate) history: Option<Arc<dyn HistoryStore>>,
     pub(crate) rpc: HashMap<String, RpcHandler>,
     pub(crate) hooks: Hooks,
+    /// Where audit events are kept.
+    pub(crate) audit: Arc<dyn AuditLog>,
     /// This process's clients and channel members; the broker delivers to it.
     node: Arc<Node>,
     /// False once shutdown began: `/ready` fails and upgrades are refused.
@@ -55,6 +58,16 @@ pub(crate) struct HubInner {
     client_left: Notify,
     /// Connections registered on this node (the `max_connections` count).
     registered: AtomicUsize,
+}
+
+/// A client connected to this node ([`Hub::clients`]).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ConnectedClient {
+    /// Its id, user and what it said (or its credential vouched) it is.
+    pub peer: Peer,
+    /// When it connected, milliseconds since the Unix epoch.
+    pub connected_ms: u64,
 }
 
 /// Why host code could not publish.
@@ -94,6 +107,7 @@ impl Hub {
         history: Option<Arc<dyn HistoryStore>>,
         rpc: HashMap<String, RpcHandler>,
         hooks: Hooks,
+        audit: Arc<dyn AuditLog>,
     ) -> Hub {
         let node = Node::new();
         broker.attach(Arc::clone(&node) as _);
@@ -106,6 +120,7 @@ impl Hub {
             history,
             rpc,
             hooks,
+            audit,
             node,
             ready: AtomicBool::new(true),
             client_left: Notify::new(),
@@ -156,15 +171,94 @@ impl Hub {
         self.inner.node.local_members(channel)
     }
 
-    /// Disconnects a client with `code`; false if it is not connected.
+    /// Disconnects a client with `code`; false if it is not connected here.
+    /// Recorded in the audit trail as a forced disconnect by the host.
     pub fn disconnect(&self, client: &str, code: DisconnectCode) -> bool {
-        match self.inner.node.clients.get(client) {
-            Some(entry) => {
+        self.disconnect_by("host", client, code)
+    }
+
+    /// [`Hub::disconnect`] on behalf of `actor` (an operator's name), as the
+    /// audit trail records it.
+    pub fn disconnect_by(&self, actor: &str, client: &str, code: DisconnectCode) -> bool {
+        let Some(entry) = self.inner.node.clients.get(client) else {
+            return false;
+        };
+        let user = entry.peer.user.clone();
+        entry.outbound.close(code);
+        drop(entry);
+        self.audit(
+            AuditEvent::new(
+                AuditKind::ForcedDisconnect,
+                format!("code {}", code.as_u16()),
+            )
+            .actor(actor)
+            .user(user)
+            .client(client),
+        );
+        true
+    }
+
+    /// The clients connected to this node, in no order.
+    pub fn clients(&self) -> Vec<ConnectedClient> {
+        self.inner
+            .node
+            .clients
+            .iter()
+            .map(|entry| ConnectedClient {
+                peer: entry.peer.clone(),
+                connected_ms: entry.connected_ms,
+            })
+            .collect()
+    }
+
+    /// The channels with subscribers on this node, each with how many, by name.
+    pub fn channel_list(&self) -> Vec<(String, usize)> {
+        let mut channels: Vec<(String, usize)> = self
+            .inner
+            .node
+            .all_members()
+            .into_iter()
+            .map(|(channel, members)| (channel, members.len()))
+            .collect();
+        channels.sort_unstable();
+        channels
+    }
+
+    /// Disconnects every connection on this node that authenticated with
+    /// `credential` ([`Identity::credential`](crate::Identity::credential)),
+    /// as revoking it must; returns how many.
+    pub fn disconnect_credential(&self, credential: &str, code: DisconnectCode) -> usize {
+        self.disconnect_where(code, |client| {
+            client.credential.as_deref() == Some(credential)
+        })
+    }
+
+    /// Disconnects every connection of `user` on this node; returns how many.
+    pub fn disconnect_user(&self, user: &str, code: DisconnectCode) -> usize {
+        self.disconnect_where(code, |client| client.peer.user.as_deref() == Some(user))
+    }
+
+    fn disconnect_where(&self, code: DisconnectCode, which: impl Fn(&Client) -> bool) -> usize {
+        let mut closed = 0;
+        for entry in self.inner.node.clients.iter() {
+            if which(entry.value()) {
                 entry.outbound.close(code);
-                true
+                closed += 1;
             }
-            None => false,
         }
+        closed
+    }
+
+    /// Records `event` in the audit trail ([`HubBuilder::audit_log`](crate::HubBuilder::audit_log))
+    /// and writes it as a log line (target `sacred::audit`).
+    pub fn audit(&self, event: AuditEvent) {
+        event.log();
+        self.inner.audit.record(event);
+    }
+
+    /// The audit events `query` asks for, newest first.
+    pub async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError> {
+        self.inner.audit.query(query).await
     }
 
     /// How many times an address was locked out for failing to
@@ -318,6 +412,7 @@ impl Hub {
         &self,
         peer: &Peer,
         outbound: Outbound,
+        credential: Option<String>,
     ) -> Result<(), &'static str> {
         let max = self.inner.options.max_connections;
         if self.inner.registered.fetch_add(1, Ordering::AcqRel) >= max && max > 0 {
@@ -327,6 +422,8 @@ impl Hub {
         let client = Client {
             peer: peer.clone(),
             outbound,
+            credential,
+            connected_ms: crate::time::now_ms(),
         };
         self.inner.node.clients.insert(peer.id.clone(), client);
         let Some(user) = &peer.user else {
@@ -351,6 +448,13 @@ impl Hub {
                 tracing::warn!(err = %ErrorChain(&err), "cannot count a user's connections: letting it in");
                 Ok(())
             }
+        }
+    }
+
+    /// A refresh may authenticate with another credential (a rotated key).
+    pub(crate) fn set_credential(&self, client: &str, credential: Option<String>) {
+        if let Some(mut entry) = self.inner.node.clients.get_mut(client) {
+            entry.credential = credential;
         }
     }
 

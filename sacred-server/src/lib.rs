@@ -39,6 +39,8 @@
 //! - `auth`: the [`Authenticator`] extension point, its [`ConnectContext`], [`StaticKeys`].
 //! - `admission`, `lockout`: what is checked before an upgrade (origin, the
 //!   client's address behind proxies, its connection rate, its lockout).
+//! - `audit`: the audit trail ([`AuditLog`], [`MemoryAudit`]): auth failures,
+//!   lockouts, key changes, admin calls, forced disconnects.
 //! - `hooks`: host hooks ([`HubBuilder::on_connect`], [`HubBuilder::authorize_subscribe`], ...) and [`Refusal`].
 //! - `history`: the [`HistoryStore`] extension point, [`MemoryHistory`], and
 //!   `SqliteHistory` (feature `sqlite`).
@@ -69,6 +71,7 @@
 //!   authenticators see the peer's address.
 
 mod admission;
+mod audit;
 mod auth;
 mod broker;
 mod builder;
@@ -96,7 +99,8 @@ mod time;
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
-pub use auth::{AuthError, Authenticator, ConnectContext, Identity, StaticKeys};
+pub use audit::{AuditError, AuditEvent, AuditKind, AuditLog, AuditQuery, MemoryAudit};
+pub use auth::{AuthError, Authenticator, Chain, ConnectContext, Identity, StaticKeys};
 pub use broker::{Broker, BrokerError, BrokerEvents, MemoryBroker};
 pub use builder::{BuildError, HubBuilder};
 pub use client_files::ClientFiles;
@@ -110,7 +114,7 @@ pub use hooks::{
     ChannelUse, ClientContext, DisconnectContext, PublishContext, Refusal, SendContext,
     SubscribeContext,
 };
-pub use hub::{Hub, PublishError, SendError};
+pub use hub::{ConnectedClient, Hub, PublishError, SendError};
 pub use options::{ADMIN_TIER, Access, ApiKey, HubOptions, NamespaceOptions, Tier};
 pub use presence::{MemoryPresence, PresenceStore};
 #[cfg(feature = "redis")]

@@ -46,6 +46,10 @@ pub(crate) struct Node {
 pub(crate) struct Client {
     pub(crate) peer: Peer,
     pub(crate) outbound: Outbound,
+    /// The credential it authenticated with ([`crate::Identity::credential`]).
+    pub(crate) credential: Option<String>,
+    /// When it connected, milliseconds since the Unix epoch.
+    pub(crate) connected_ms: u64,
 }
 
 /// One channel's members on this node.

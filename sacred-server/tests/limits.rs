@@ -11,7 +11,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use sacred_proto::*;
 use sacred_server::{
-    AuthError, Authenticator, ConnectContext, Hub, HubOptions, Identity, NamespaceOptions, Tier,
+    AuditKind, AuditQuery, AuthError, Authenticator, ConnectContext, Hub, HubOptions, Identity,
+    NamespaceOptions, Tier,
 };
 use support::*;
 use tokio_tungstenite::tungstenite;
@@ -309,6 +310,66 @@ async fn forty_wrong_tokens_lock_the_address_out_and_the_right_one_waits() {
     assert_eq!(closes, HashMap::from([(3500, 10), (429, 30)]));
     assert_eq!(upgrade_refusal(&server).await.map(|r| r.0), Some(429));
     assert_eq!(server.hub.lockouts(), 1);
+    let failures = server
+        .hub
+        .audit_events(&AuditQuery::new().kind(AuditKind::AuthFailure))
+        .await
+        .unwrap();
+    assert_eq!(failures.len(), 10, "each wrong token in the trail");
+    assert_eq!(failures[0].detail, "connect: invalid token");
+    assert!(
+        failures.iter().all(|e| !e.detail.contains("wrong")),
+        "never the token"
+    );
+    assert_eq!(
+        failures[0].address,
+        Some(std::net::Ipv4Addr::LOCALHOST.into())
+    );
+    let locks = server
+        .hub
+        .audit_events(&AuditQuery::new().kind(AuditKind::Lockout))
+        .await
+        .unwrap();
+    assert_eq!(locks.len(), 1);
+    assert_eq!(locks[0].detail, "locked out for 60 s");
+}
+
+/// Revoking a credential closes the connections that hold it, on both
+/// codecs, and leaves the others; the host's disconnect is in the trail.
+#[tokio::test]
+async fn connections_holding_a_revoked_credential_are_closed() {
+    let auth = tokens([
+        ("old", Identity::user("ada").credential("key-1")),
+        ("new", Identity::user("ada").credential("key-2")),
+    ]);
+    let server = Server::start(Hub::builder().options(unlimited()).authenticator(auth)).await;
+    let mut old_json = try_connect(&server, Codec::Json, "old").await.unwrap();
+    let mut old_pack = try_connect(&server, Codec::MsgPack, "old").await.unwrap();
+    let mut new = try_connect(&server, Codec::Json, "new").await.unwrap();
+    assert_eq!(server.hub.clients().len(), 3);
+    let closed = server
+        .hub
+        .disconnect_credential("key-1", DisconnectCode::INVALID_TOKEN);
+    assert_eq!(closed, 2);
+    assert_eq!(old_json.closed().await, Some(3500));
+    assert_eq!(old_pack.closed().await, Some(3500));
+    let reply = new.request(PresenceRequest::new("lobby")).await;
+    assert!(reply.is_ok(), "the other key's connection stays: {reply:?}");
+    let id = server.hub.clients()[0].peer.id.clone();
+    assert!(server.hub.disconnect(&id, DisconnectCode::FORCE_DISCONNECT));
+    assert_eq!(
+        new.closed().await,
+        Some(DisconnectCode::FORCE_DISCONNECT.as_u16())
+    );
+    let forced = server
+        .hub
+        .audit_events(&AuditQuery::new().kind(AuditKind::ForcedDisconnect))
+        .await
+        .unwrap();
+    assert_eq!(forced.len(), 1);
+    assert_eq!(forced[0].actor.as_deref(), Some("host"));
+    assert_eq!(forced[0].client.as_deref(), Some(id.as_str()));
+    assert_eq!(forced[0].user.as_deref(), Some("ada"));
 }
 
 /// A short lockout, waited out: refused while it lasts (before the upgrade,

@@ -29,6 +29,10 @@ pub struct Identity {
     /// What the credential says the client is, in place of what the client
     /// said of itself (its non-empty fields replace the client's).
     pub info: Option<ClientInfo>,
+    /// Which credential authenticated the connection (an API key's id, a
+    /// token's `jti`): [`Hub::disconnect_credential`](crate::Hub::disconnect_credential)
+    /// closes the connections it holds when it is revoked. Never the secret itself.
+    pub credential: Option<String>,
 }
 
 impl Identity {
@@ -75,6 +79,13 @@ impl Identity {
     /// those the client sent.
     pub fn info(mut self, info: ClientInfo) -> Identity {
         self.info = Some(info);
+        self
+    }
+
+    /// Names the credential that authenticated the connection (an id, never
+    /// the secret), for revocation.
+    pub fn credential(mut self, id: impl Into<String>) -> Identity {
+        self.credential = Some(id.into());
         self
     }
 
@@ -141,6 +152,15 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// How much a refusal says, for [`Chain`] to return the most telling.
+    fn weight(&self) -> u8 {
+        match self {
+            AuthError::Unauthorized => 0,
+            AuthError::InvalidToken => 1,
+            AuthError::PermissionDenied => 2,
+        }
+    }
+
     /// The code the connection is closed with.
     pub fn disconnect_code(&self) -> DisconnectCode {
         match self {
@@ -186,6 +206,77 @@ pub trait Authenticator: Send + Sync + 'static {
         &'a self,
         request: &'a ConnectContext,
     ) -> BoxFuture<'a, Result<Identity, AuthError>>;
+}
+
+/// Several authenticators asked in turn, for a hub that takes more than one
+/// kind of credential (JWTs and API keys, say): the first identity any of
+/// them returns is the connection's. If all refuse, the most telling
+/// refusal is returned: permission denied over an invalid token over
+/// unauthorized, so that a key refused by the JWT check and matched by
+/// nothing else is an invalid token, not a missing one.
+///
+/// ```
+/// use sacred_server::{ApiKey, Chain, StaticKeys};
+///
+/// let keys = StaticKeys::new([ApiKey::from_plain("sk_1", "ada")], false);
+/// let service = StaticKeys::new([ApiKey::from_plain("sk_svc", "indexer")], false);
+/// let auth = Chain::new().or(keys).or(service);
+/// # drop(auth);
+/// ```
+#[derive(Default)]
+pub struct Chain {
+    links: Vec<std::sync::Arc<dyn Authenticator>>,
+}
+
+impl Chain {
+    /// A chain that refuses everything until a link is added.
+    pub fn new() -> Chain {
+        Chain::default()
+    }
+
+    /// Asks `next` after the links already in the chain.
+    #[must_use]
+    pub fn or(mut self, next: impl Authenticator) -> Chain {
+        self.links.push(std::sync::Arc::new(next));
+        self
+    }
+
+    /// Asks `next`, shared, after the links already in the chain.
+    #[must_use]
+    pub fn or_shared(mut self, next: std::sync::Arc<dyn Authenticator>) -> Chain {
+        self.links.push(next);
+        self
+    }
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain")
+            .field("links", &self.links.len())
+            .finish()
+    }
+}
+
+impl Authenticator for Chain {
+    fn authenticate<'a>(
+        &'a self,
+        request: &'a ConnectContext,
+    ) -> BoxFuture<'a, Result<Identity, AuthError>> {
+        Box::pin(async move {
+            let mut refusal = AuthError::Unauthorized;
+            for link in &self.links {
+                match link.authenticate(request).await {
+                    Ok(identity) => return Ok(identity),
+                    Err(err) => {
+                        if err.weight() > refusal.weight() {
+                            refusal = err;
+                        }
+                    }
+                }
+            }
+            Err(refusal)
+        })
+    }
 }
 
 /// The built-in authenticator: static API keys, kept as SHA-256 hashes, and
@@ -253,5 +344,25 @@ mod tests {
         assert_eq!(check(&auth, None), Err(AuthError::Unauthorized));
         let open = StaticKeys::new([], true);
         assert_eq!(check(&open, None), Ok(Identity::anonymous()));
+    }
+
+    #[test]
+    fn a_chain_takes_the_first_identity_and_the_most_telling_refusal() {
+        let chain = Chain::new()
+            .or(StaticKeys::new([ApiKey::from_plain("sk_1", "ada")], false))
+            .or(StaticKeys::new([ApiKey::from_plain("sk_2", "bob")], false));
+        let ask = |token: Option<&str>| {
+            let request = ConnectContext::new(token.map(str::to_owned));
+            futures_util::FutureExt::now_or_never(chain.authenticate(&request)).unwrap()
+        };
+        assert_eq!(ask(Some("sk_2")), Ok(Identity::user("bob")));
+        assert_eq!(ask(Some("sk_3")), Err(AuthError::InvalidToken));
+        assert_eq!(ask(None), Err(AuthError::Unauthorized));
+        let empty = Chain::new();
+        let request = ConnectContext::new(None);
+        assert_eq!(
+            futures_util::FutureExt::now_or_never(empty.authenticate(&request)).unwrap(),
+            Err(AuthError::Unauthorized)
+        );
     }
 }

@@ -301,9 +301,16 @@ impl HubBuilder {
         let audit = self
             .audit
             .unwrap_or_else(|| Arc::new(crate::audit::MemoryAudit::new()));
-        let hub = Hub::new(
-            options, auth, broker, presence, history, self.rpc, self.hooks, audit,
-        );
+        let parts = crate::hub::HubParts {
+            auth,
+            broker,
+            presence,
+            history,
+            rpc: self.rpc,
+            hooks: self.hooks,
+            audit,
+        };
+        let hub = Hub::new(options, parts);
         Ok((crate::router::router(hub.clone()), hub))
     }
 }

@@ -60,6 +60,17 @@ pub(crate) struct HubInner {
     registered: AtomicUsize,
 }
 
+/// What the builder assembled a hub from, besides its options.
+pub(crate) struct HubParts {
+    pub(crate) auth: Arc<dyn Authenticator>,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) presence: Arc<dyn PresenceStore>,
+    pub(crate) history: Option<Arc<dyn HistoryStore>>,
+    pub(crate) rpc: HashMap<String, RpcHandler>,
+    pub(crate) hooks: Hooks,
+    pub(crate) audit: Arc<dyn AuditLog>,
+}
+
 /// A client connected to this node ([`Hub::clients`]).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -99,16 +110,16 @@ impl Hub {
         HubBuilder::default()
     }
 
-    pub(crate) fn new(
-        options: HubOptions,
-        auth: Arc<dyn Authenticator>,
-        broker: Arc<dyn Broker>,
-        presence: Arc<dyn PresenceStore>,
-        history: Option<Arc<dyn HistoryStore>>,
-        rpc: HashMap<String, RpcHandler>,
-        hooks: Hooks,
-        audit: Arc<dyn AuditLog>,
-    ) -> Hub {
+    pub(crate) fn new(options: HubOptions, parts: HubParts) -> Hub {
+        let HubParts {
+            auth,
+            broker,
+            presence,
+            history,
+            rpc,
+            hooks,
+            audit,
+        } = parts;
         let node = Node::new();
         broker.attach(Arc::clone(&node) as _);
         let inner = HubInner {

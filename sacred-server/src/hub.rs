@@ -150,8 +150,12 @@ impl Hub {
     }
 
     /// Publishes `data` to `channel` from host code (no publisher is named).
-    /// Namespace access rules do not apply to the host.
+    /// Namespace access rules do not apply to the host; the channel name
+    /// must still be valid (error 107 otherwise).
     pub async fn publish(&self, channel: &str, data: Value) -> Result<PublishReply, PublishError> {
+        sacred_proto::validate_channel(channel, &self.inner.options.limits).map_err(|err| {
+            PublishError(ReplyError::new(ErrorCode::BAD_REQUEST, err.to_string()))
+        })?;
         let options = self.namespace(channel).map_err(PublishError)?.clone();
         self.publish_as(None, channel, &options, data)
             .await

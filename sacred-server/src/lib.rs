@@ -37,6 +37,7 @@
 //! - `router`: `/ws` (with subprotocol negotiation), `/health`, `/ready`.
 //! - `options`: [`HubOptions`], [`NamespaceOptions`], [`Access`], [`ApiKey`].
 //! - `auth`: the [`Authenticator`] extension point, its [`ConnectContext`], [`StaticKeys`].
+//! - [`admin`]: the signed admin API ([`AdminApi`]) and how callers sign.
 //! - `admission`, `lockout`: what is checked before an upgrade (origin, the
 //!   client's address behind proxies, its connection rate, its lockout).
 //! - `audit`: the audit trail ([`AuditLog`], [`MemoryAudit`]): auth failures,
@@ -70,6 +71,7 @@
 //!   with `into_make_service_with_connect_info::<SocketAddr>()` so that
 //!   authenticators see the peer's address.
 
+pub mod admin;
 mod admission;
 mod audit;
 mod auth;
@@ -99,6 +101,7 @@ mod time;
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+pub use admin::{AdminApi, AdminError};
 pub use audit::{AuditError, AuditEvent, AuditKind, AuditLog, AuditQuery, MemoryAudit};
 pub use auth::{AuthError, Authenticator, Chain, ConnectContext, Identity, StaticKeys};
 pub use broker::{Broker, BrokerError, BrokerEvents, MemoryBroker};

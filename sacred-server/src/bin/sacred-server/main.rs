@@ -66,6 +66,11 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!(path = %files.path(), files = ?files.names(), "serving the browser client");
         router = router.merge(files.router());
     }
+    if let Some((name, secret)) = settings.admin.credential()? {
+        let admin = sacred_server::AdminApi::new(hub.clone()).credential(name.clone(), secret.0)?;
+        tracing::info!(credential = %name, "serving the signed admin API under /admin/api");
+        router = router.merge(admin.router());
+    }
     let listener = TcpListener::bind(settings.bind).await?;
     let address = listener.local_addr()?;
     tracing::info!(%address, "sacred-server listening: ws://{address}/ws, http://{address}/health");

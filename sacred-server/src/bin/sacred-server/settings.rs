@@ -104,6 +104,15 @@ pub(crate) struct Cli {
     /// The longest lockout, in seconds [default: 3600].
     #[arg(long, env = "SACRED_LOCKOUT_MAX_SECS")]
     lockout_max_secs: Option<u64>,
+    /// Serve the signed admin API under /admin/api, with the secret (at
+    /// least 32 bytes) in this file; or give the secret itself in
+    /// SACRED_ADMIN_SECRET [default: off].
+    #[arg(long, env = "SACRED_ADMIN_SECRET_FILE")]
+    admin_secret_file: Option<PathBuf>,
+    /// The admin credential's name, which callers send in x-sacred-admin
+    /// and the audit trail records [default: admin].
+    #[arg(long, env = "SACRED_ADMIN_NAME")]
+    admin_name: Option<String>,
     /// What to do instead of serving: store maintenance (see docs/operations.md).
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
@@ -185,7 +194,69 @@ pub(crate) struct Settings {
     pub(crate) client_dir: Option<PathBuf>,
     pub(crate) broker: BrokerSettings,
     pub(crate) store: StoreSettings,
+    pub(crate) admin: AdminSettings,
     pub(crate) hub: HubOptions,
+}
+
+/// `[admin]`: the signed admin API (off without a secret).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AdminSettings {
+    /// The credential's name [default: admin].
+    pub(crate) name: Option<String>,
+    /// A file holding the secret.
+    pub(crate) secret_file: Option<PathBuf>,
+    /// The secret, from `SACRED_ADMIN_SECRET` (never from the TOML file,
+    /// which is often world-readable and committed).
+    #[serde(skip)]
+    pub(crate) secret: Option<Secret>,
+}
+
+/// A secret: never printed.
+#[derive(Clone, Default)]
+pub(crate) struct Secret(pub(crate) Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
+impl AdminSettings {
+    /// The admin credential (name and secret), if the admin API is on.
+    pub(crate) fn credential(&self) -> Result<Option<(String, Secret)>, String> {
+        let name = self.name.clone().unwrap_or_else(|| "admin".to_owned());
+        let secret = match (&self.secret, &self.secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "give the admin secret in SACRED_ADMIN_SECRET or in a file, not both".into(),
+                );
+            }
+            (Some(secret), None) => secret.clone(),
+            (None, Some(path)) => {
+                let mut bytes = std::fs::read(path).map_err(|err| {
+                    format!(
+                        "cannot read the admin secret file {}: {err}",
+                        path.display()
+                    )
+                })?;
+                // A file written by `echo` ends with a newline that is not part of the secret.
+                while bytes.last().is_some_and(u8::is_ascii_whitespace) {
+                    bytes.pop();
+                }
+                Secret(bytes)
+            }
+            (None, None) => return Ok(None),
+        };
+        if secret.0.len() < sacred_server::admin::MIN_SECRET_BYTES {
+            return Err(format!(
+                "the admin secret must be at least {} bytes; it has {} (make one with: openssl rand -hex 32)",
+                sacred_server::admin::MIN_SECRET_BYTES,
+                secret.0.len()
+            ));
+        }
+        Ok(Some((name, secret)))
+    }
 }
 
 /// `[store]`: where one node keeps its streams (none: in memory).
@@ -254,6 +325,7 @@ impl Default for Settings {
             client_dir: None,
             broker: BrokerSettings::default(),
             store: StoreSettings::default(),
+            admin: AdminSettings::default(),
             hub: HubOptions::default(),
         }
     }
@@ -338,6 +410,15 @@ impl Settings {
         if let Some(dir) = &cli.client_dir {
             settings.client_dir = Some(dir.clone());
         }
+        if let Some(path) = &cli.admin_secret_file {
+            settings.admin.secret_file = Some(path.clone());
+        }
+        if let Some(name) = &cli.admin_name {
+            settings.admin.name = Some(name.clone());
+        }
+        if let Some(secret) = std::env::var_os("SACRED_ADMIN_SECRET") {
+            settings.admin.secret = Some(Secret(secret.into_encoded_bytes()));
+        }
         if !cli.broker.is_empty() {
             settings.broker.urls.clone_from(&cli.broker);
         }
@@ -421,6 +502,8 @@ impl Settings {
                 "store backup_interval_secs and backup_keep must be greater than zero".into(),
             );
         }
+        // Read now, so that a missing file or a short secret stops the start.
+        settings.admin.credential()?;
         if settings.header_timeout.is_zero() {
             return Err("header_timeout_secs must be greater than zero".into());
         }
@@ -607,6 +690,35 @@ user = "ada"
         assert_eq!(file.hub.allowed_origins, ["*"]);
         assert_eq!(file.hub.connections_per_minute, 5);
         assert!(Cli::try_parse_from(["sacred-server", "--trusted-proxy", "nope"]).is_err());
+    }
+
+    #[test]
+    fn the_admin_secret_is_read_checked_and_never_printed() {
+        let dir = std::env::temp_dir().join(format!("sacred-admin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret");
+        std::fs::write(&file, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let cli = Cli::parse_from([
+            "sacred-server",
+            "--admin-secret-file",
+            file.to_str().unwrap(),
+        ]);
+        let settings = Settings::load(&cli).unwrap();
+        let (name, secret) = settings.admin.credential().unwrap().unwrap();
+        assert_eq!(name, "admin");
+        assert_eq!(
+            secret.0, b"0123456789abcdef0123456789abcdef",
+            "without the newline"
+        );
+        assert!(!format!("{settings:?}").contains("0123456789abcdef"));
+        std::fs::write(&file, "too short").unwrap();
+        let err = Settings::load(&cli).unwrap_err();
+        assert!(err.contains("at least 32 bytes; it has 9"), "{err}");
+        assert!(
+            Settings::parse("[admin]\nsecret = \"x\"").is_err(),
+            "never in TOML"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -1,0 +1,518 @@
+//! The signed admin API under `/admin/api`: list connections and channels,
+//! disconnect a client or a user, broadcast, delete a user's data, read the
+//! audit trail, and manage API keys. Every call is signed by an admin
+//! credential (see [`sign`]) and recorded in the audit trail.
+//!
+//! ```no_run
+//! use sacred_server::{AdminApi, Hub};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let (realtime, hub) = Hub::builder().build()?;
+//! let secret = std::fs::read("/run/secrets/sacred-admin")?;
+//! let admin = AdminApi::new(hub.clone()).credential("ops", secret)?;
+//! let app = realtime.merge(admin.router());
+//! # drop(app);
+//! # Ok(())
+//! # }
+//! ```
+
+mod sign;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
+use sacred_proto::{DisconnectCode, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditEvent, AuditKind, AuditQuery};
+use crate::hub::Hub;
+use crate::lockout::Failed;
+pub use sign::{
+    CREDENTIAL_HEADER, MIN_SECRET_BYTES, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+    canonical, sign,
+};
+use sign::{NonceRefused, Nonces};
+
+/// The largest request body the admin API reads.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Nonces remembered at most (see the nonce cache's notes).
+const MAX_NONCES: usize = 100_000;
+
+/// An admin API setting [`AdminApi`] refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The secret is shorter than [`MIN_SECRET_BYTES`].
+    #[error("admin credential {0:?}: the secret must be at least 32 bytes")]
+    ShortSecret(String),
+    /// The credential name is empty or not printable ASCII.
+    #[error("admin credential {0:?}: name it with printable ASCII, no spaces")]
+    Name(String),
+}
+
+/// The signed admin API; [`AdminApi::router`] gives its routes.
+#[must_use]
+pub struct AdminApi {
+    hub: Hub,
+    /// Secrets by credential name.
+    credentials: HashMap<String, Vec<u8>>,
+    window: Duration,
+}
+
+impl std::fmt::Debug for AdminApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminApi")
+            .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminApi {
+    /// An admin API on `hub` with no credential yet (every call refused
+    /// until one is added) and the default window of 300 s.
+    pub fn new(hub: Hub) -> AdminApi {
+        AdminApi {
+            hub,
+            credentials: HashMap::new(),
+            window: Duration::from_secs(300),
+        }
+    }
+
+    /// Accepts calls signed with `secret` (at least 32 bytes) under the name
+    /// `name`, which the audit trail records as the actor.
+    pub fn credential(
+        mut self,
+        name: impl Into<String>,
+        secret: impl Into<Vec<u8>>,
+    ) -> Result<AdminApi, AdminError> {
+        let name = name.into();
+        let secret = secret.into();
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(AdminError::Name(name));
+        }
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(AdminError::ShortSecret(name));
+        }
+        self.credentials.insert(name, secret);
+        Ok(self)
+    }
+
+    /// How far a request's timestamp may be from the server's clock, either
+    /// way (default 300 s).
+    pub fn window(mut self, window: Duration) -> AdminApi {
+        self.window = window;
+        self
+    }
+
+    /// The routes, under `/admin/api`; merge them into the app that serves
+    /// the hub (serve it with connect info so that failures are counted
+    /// against the caller's address).
+    pub fn router(self) -> Router {
+        let state = Arc::new(Admin {
+            nonces: Nonces::new(self.window, MAX_NONCES),
+            hub: self.hub,
+            credentials: self.credentials,
+            window: self.window,
+        });
+        let routes = Router::new()
+            .route("/admin/api/connections", get(connections))
+            .route("/admin/api/channels", get(channels))
+            .route("/admin/api/disconnect", post(disconnect))
+            .route("/admin/api/broadcast", post(broadcast))
+            .route("/admin/api/users/{user}", delete(delete_user))
+            .route("/admin/api/audit", get(audit));
+        routes
+            .fallback(|| async { failure(StatusCode::NOT_FOUND, "no such admin call") })
+            .layer(middleware::from_fn_with_state(Arc::clone(&state), signed))
+            .with_state(state)
+    }
+}
+
+struct Admin {
+    hub: Hub,
+    credentials: HashMap<String, Vec<u8>>,
+    window: Duration,
+    nonces: Nonces,
+}
+
+/// The admin credential that signed the request.
+#[derive(Clone, Debug)]
+struct Caller(String);
+
+/// A JSON error body.
+fn failure(status: StatusCode, message: impl Into<String>) -> Response {
+    #[derive(Serialize)]
+    struct Failure {
+        error: String,
+    }
+    let body = Failure {
+        error: message.into(),
+    };
+    (status, Json(body)).into_response()
+}
+
+/// Checks the signature before any handler runs, and records the call.
+async fn signed(
+    State(admin): State<Arc<Admin>>,
+    connect_info: Option<Extension<ConnectInfo<SocketAddr>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let ip = connect_info.map(|Extension(ConnectInfo(peer))| {
+        admin
+            .hub
+            .inner
+            .admission
+            .client_ip(&parts.headers, peer.ip().to_canonical())
+    });
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
+    let call = format!("{} {}", parts.method, parts.uri.path());
+    if let Some(wait) = ip.and_then(|ip| admin.hub.inner.admission.lockout.locked(ip)) {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut response = failure(
+            StatusCode::TOO_MANY_REQUESTS,
+            "this address failed to authenticate too often; retry later",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, secs.into());
+        return response;
+    }
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(body) => body,
+        Err(_) => {
+            return failure(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the body is larger than 64 KiB",
+            );
+        }
+    };
+    let now = crate::time::now_ms() / 1000;
+    let caller = match admin.verify(&parts.headers, parts.method.as_str(), &target, &body, now) {
+        Ok(caller) => caller,
+        Err(refusal) => {
+            admin.refused(ip, &call, &refusal);
+            return failure(refusal.status(), refusal.message());
+        }
+    };
+    let mut request = Request::from_parts(parts, Body::from(body));
+    request.extensions_mut().insert(Caller(caller.clone()));
+    let response = next.run(request).await;
+    admin.hub.audit(
+        AuditEvent::new(
+            AuditKind::AdminCall,
+            format!("{call} -> {}", response.status().as_u16()),
+        )
+        .actor(caller)
+        .address(ip),
+    );
+    response
+}
+
+/// Why a call was refused before it ran.
+#[derive(Debug, PartialEq, Eq)]
+enum Refusal {
+    /// A header is missing or malformed.
+    Malformed(&'static str),
+    /// No such credential, or the signature does not match.
+    BadSignature,
+    /// The timestamp is outside the window.
+    Stale,
+    /// The nonce was used before.
+    Replayed,
+    /// Too many calls within the window.
+    Busy,
+}
+
+impl Refusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            Refusal::Malformed(_) => StatusCode::BAD_REQUEST,
+            Refusal::BadSignature | Refusal::Stale | Refusal::Replayed => StatusCode::UNAUTHORIZED,
+            Refusal::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Refusal::Malformed(what) => (*what).to_owned(),
+            Refusal::BadSignature => "the signature does not match".to_owned(),
+            Refusal::Stale => {
+                "the timestamp is outside the accepted window; check the clock".to_owned()
+            }
+            Refusal::Replayed => {
+                "this nonce was used before: sign each request with a new one".to_owned()
+            }
+            Refusal::Busy => "too many admin calls within the window; retry later".to_owned(),
+        }
+    }
+}
+
+impl Admin {
+    /// The credential that signed the request, or why it is refused.
+    fn verify(
+        &self,
+        headers: &HeaderMap,
+        method: &str,
+        target: &str,
+        body: &Bytes,
+        now: u64,
+    ) -> Result<String, Refusal> {
+        let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        let who = text(CREDENTIAL_HEADER).ok_or(Refusal::Malformed(
+            "sign the request: x-sacred-admin, x-sacred-timestamp, x-sacred-nonce and x-sacred-signature",
+        ))?;
+        let timestamp = text(TIMESTAMP_HEADER)
+            .and_then(|t| t.parse::<u64>().ok())
+            .ok_or(Refusal::Malformed("x-sacred-timestamp: Unix seconds"))?;
+        let nonce = text(NONCE_HEADER)
+            .filter(|nonce| sign::valid_nonce(nonce))
+            .ok_or(Refusal::Malformed(
+                "x-sacred-nonce: 16 to 128 of A-Z a-z 0-9 - _",
+            ))?;
+        let signature = text(SIGNATURE_HEADER)
+            .ok_or(Refusal::Malformed("x-sacred-signature: hex HMAC-SHA256"))?;
+        let Some(secret) = self.credentials.get(who) else {
+            return Err(Refusal::BadSignature);
+        };
+        if !sign::verify(secret, signature, method, target, timestamp, nonce, body) {
+            return Err(Refusal::BadSignature);
+        }
+        if now.abs_diff(timestamp) > self.window.as_secs() {
+            return Err(Refusal::Stale);
+        }
+        match self.nonces.take(who, nonce, timestamp, now) {
+            Ok(()) => Ok(who.to_owned()),
+            Err(NonceRefused::Replayed) => Err(Refusal::Replayed),
+            Err(NonceRefused::Full) => Err(Refusal::Busy),
+        }
+    }
+
+    /// Records a refused call; a bad signature counts against the address
+    /// as a failed authentication (and may lock it out).
+    fn refused(&self, ip: Option<IpAddr>, call: &str, refusal: &Refusal) {
+        self.hub.audit(
+            AuditEvent::new(
+                AuditKind::AdminCall,
+                format!("{call} refused: {}", refusal.message()),
+            )
+            .address(ip),
+        );
+        if let (Refusal::BadSignature, Some(ip)) = (refusal, ip)
+            && let Failed::Locked(length) = self.hub.inner.admission.lockout.failed(ip)
+        {
+            self.hub.audit(
+                AuditEvent::new(
+                    AuditKind::Lockout,
+                    format!("locked out for {} s", length.as_secs()),
+                )
+                .address(Some(ip)),
+            );
+        }
+    }
+}
+
+/// A connected client, as the admin API lists it.
+#[derive(Serialize)]
+struct ClientView {
+    id: String,
+    user: Option<String>,
+    name: String,
+    kind: String,
+    runtime: String,
+    connected_ms: u64,
+}
+
+async fn connections(State(admin): State<Arc<Admin>>) -> Json<Vec<ClientView>> {
+    let mut clients: Vec<ClientView> = admin
+        .hub
+        .clients()
+        .into_iter()
+        .map(|client| ClientView {
+            id: client.peer.id,
+            user: client.peer.user,
+            name: client.peer.info.name,
+            kind: client.peer.info.kind,
+            runtime: client.peer.info.runtime,
+            connected_ms: client.connected_ms,
+        })
+        .collect();
+    clients.sort_by_key(|client| client.connected_ms);
+    Json(clients)
+}
+
+#[derive(Serialize)]
+struct ChannelView {
+    channel: String,
+    subscribers: usize,
+}
+
+async fn channels(State(admin): State<Arc<Admin>>) -> Json<Vec<ChannelView>> {
+    let channels = admin
+        .hub
+        .channel_list()
+        .into_iter()
+        .map(|(channel, subscribers)| ChannelView {
+            channel,
+            subscribers,
+        })
+        .collect();
+    Json(channels)
+}
+
+/// `POST /admin/api/disconnect`: one client, or every connection of a user.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisconnectBody {
+    client: Option<String>,
+    user: Option<String>,
+    /// The close code (default 3503 force disconnect: the client does not reconnect).
+    code: Option<u16>,
+}
+
+async fn disconnect(
+    State(admin): State<Arc<Admin>>,
+    Extension(Caller(caller)): Extension<Caller>,
+    body: Result<Json<DisconnectBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(err) => return failure(StatusCode::BAD_REQUEST, err.body_text()),
+    };
+    let code = match body.code {
+        None => DisconnectCode::FORCE_DISCONNECT,
+        Some(code) if (3000..5000).contains(&code) => DisconnectCode::from_u16(code),
+        Some(_) => {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                "code: a close code from 3000 to 4999",
+            );
+        }
+    };
+    let disconnected = match (body.client, body.user) {
+        (Some(client), None) => usize::from(admin.hub.disconnect_by(&caller, &client, code)),
+        (None, Some(user)) => {
+            let closed = admin.hub.disconnect_user(&user, code);
+            admin.hub.audit(
+                AuditEvent::new(
+                    AuditKind::ForcedDisconnect,
+                    format!("{closed} connections, code {}", code.as_u16()),
+                )
+                .actor(caller)
+                .user(Some(user)),
+            );
+            closed
+        }
+        _ => return failure(StatusCode::BAD_REQUEST, "name either a client or a user"),
+    };
+    Json(serde_json::json!({ "disconnected": disconnected })).into_response()
+}
+
+/// `POST /admin/api/broadcast`: a publication from the host.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BroadcastBody {
+    channel: String,
+    data: Value,
+}
+
+async fn broadcast(
+    State(admin): State<Arc<Admin>>,
+    body: Result<Json<BroadcastBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(err) => return failure(StatusCode::BAD_REQUEST, err.body_text()),
+    };
+    match admin.hub.publish(&body.channel, body.data).await {
+        Ok(reply) => Json(reply).into_response(),
+        Err(err) => failure(StatusCode::BAD_REQUEST, err.to_string()),
+    }
+}
+
+/// `DELETE /admin/api/users/{user}`: the user's connections closed, their
+/// publications and last-seen records deleted.
+async fn delete_user(
+    State(admin): State<Arc<Admin>>,
+    Extension(Caller(caller)): Extension<Caller>,
+    Path(user): Path<String>,
+) -> Response {
+    let disconnected = admin
+        .hub
+        .disconnect_user(&user, DisconnectCode::FORCE_DISCONNECT);
+    match admin.hub.forget_user(&user).await {
+        Ok(publications) => {
+            admin.hub.audit(
+                AuditEvent::new(
+                    AuditKind::UserDataDeleted,
+                    format!("{publications} publications, {disconnected} connections closed"),
+                )
+                .actor(caller)
+                .user(Some(user)),
+            );
+            Json(serde_json::json!({
+                "publications": publications,
+                "disconnected": disconnected,
+            }))
+            .into_response()
+        }
+        Err(err) => failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+    }
+}
+
+/// `GET /admin/api/audit?kind=&user=&before=&limit=`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    kind: Option<String>,
+    user: Option<String>,
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn audit(
+    State(admin): State<Arc<Admin>>,
+    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(params) = match params {
+        Ok(params) => params,
+        Err(err) => return failure(StatusCode::BAD_REQUEST, err.body_text()),
+    };
+    let mut query = AuditQuery::new().limit(params.limit.unwrap_or(100).min(1000));
+    if let Some(kind) = params.kind {
+        match AuditKind::parse(&kind) {
+            Some(kind) => query = query.kind(kind),
+            None => {
+                return failure(
+                    StatusCode::BAD_REQUEST,
+                    format!("kind: no such kind {kind:?}"),
+                );
+            }
+        }
+    }
+    if let Some(user) = params.user {
+        query = query.user(user);
+    }
+    if let Some(before) = params.before {
+        query = query.before(before);
+    }
+    match admin.hub.audit_events(&query).await {
+        Ok(events) => Json(events).into_response(),
+        Err(err) => failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+    }
+}

@@ -103,6 +103,8 @@ struct ReadmeDoctests;
 
 pub use admin::{AdminApi, AdminError};
 pub use audit::{AuditError, AuditEvent, AuditKind, AuditLog, AuditQuery, MemoryAudit};
+#[cfg(feature = "jwt")]
+pub use auth::jwt::{Jwt, JwtError, MIN_HS256_SECRET_BYTES};
 pub use auth::{AuthError, Authenticator, Chain, ConnectContext, Identity, StaticKeys};
 pub use broker::{Broker, BrokerError, BrokerEvents, MemoryBroker};
 pub use builder::{BuildError, HubBuilder};

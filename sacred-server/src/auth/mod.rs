@@ -1,6 +1,9 @@
 //! `Authenticator`: who a connection is, decided from its `connect` command
 //! and the HTTP request that opened the socket.
 
+#[cfg(feature = "jwt")]
+pub(crate) mod jwt;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 

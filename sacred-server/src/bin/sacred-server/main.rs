@@ -57,7 +57,11 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         Ok(limit) => tracing::info!(limit, "open file limit"),
         Err(err) => tracing::warn!(%err, "could not raise the open file limit"),
     }
-    let builder = with_store(Hub::builder().options(settings.hub), &settings.store)?;
+    let builder = match authenticator(&settings).await? {
+        Some(auth) => Hub::builder().authenticator(auth),
+        None => Hub::builder(),
+    };
+    let builder = with_store(builder.options(settings.hub), &settings.store)?;
     let builder = with_broker(builder, &settings.broker).await?;
     let (mut router, hub) = builder.build()?;
     if let Some(dir) = &settings.client_dir {
@@ -80,6 +84,39 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     serve::serve(listener, router, hub, http).await;
     tracing::info!("sacred-server stopped");
     Ok(())
+}
+
+/// The authenticators the settings ask for, asked in turn: JWTs, then the
+/// static API keys (and anonymous connections, if allowed). `None`: the
+/// hub's default (the static keys alone).
+async fn authenticator(
+    settings: &Settings,
+) -> Result<Option<sacred_server::Chain>, Box<dyn std::error::Error>> {
+    use settings::JwtKeys;
+    let Some(keys) = settings.jwt.keys()? else {
+        return Ok(None);
+    };
+    let mut jwt = match keys {
+        JwtKeys::Hs256(secret) => sacred_server::Jwt::hs256(&secret.0)?,
+        JwtKeys::Rs256(pem) => sacred_server::Jwt::rs256_pem(&pem)?,
+        JwtKeys::Es256(pem) => sacred_server::Jwt::es256_pem(&pem)?,
+        JwtKeys::Jwks(url) => sacred_server::Jwt::jwks(url).await?,
+    };
+    if let Some(issuer) = &settings.jwt.issuer {
+        jwt = jwt.issuer(issuer.clone());
+    }
+    if let Some(audience) = &settings.jwt.audience {
+        jwt = jwt.audience(audience.clone());
+    }
+    if let Some(secs) = settings.jwt.leeway_secs {
+        jwt = jwt.leeway(std::time::Duration::from_secs(secs));
+    }
+    tracing::info!(?jwt, "JWT authentication on");
+    let keys = sacred_server::StaticKeys::new(
+        settings.hub.api_keys.iter().cloned(),
+        settings.hub.allow_anonymous,
+    );
+    Ok(Some(sacred_server::Chain::new().or(jwt).or(keys)))
 }
 
 /// The hub with its streams in SQLite when `[store]` names a database.

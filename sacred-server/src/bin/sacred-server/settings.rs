@@ -104,6 +104,29 @@ pub(crate) struct Cli {
     /// The longest lockout, in seconds [default: 3600].
     #[arg(long, env = "SACRED_LOCKOUT_MAX_SECS")]
     lockout_max_secs: Option<u64>,
+    /// Accept JWTs signed with HS256 and the secret (at least 32 bytes) in
+    /// this file; or give the secret itself in SACRED_JWT_HS256_SECRET [default: off].
+    #[arg(long, env = "SACRED_JWT_HS256_SECRET_FILE")]
+    jwt_hs256_secret_file: Option<PathBuf>,
+    /// Accept JWTs signed with RS256 by this PEM public key's private key [default: off].
+    #[arg(long, env = "SACRED_JWT_RS256_PUBLIC_KEY")]
+    jwt_rs256_public_key: Option<PathBuf>,
+    /// Accept JWTs signed with ES256 (P-256) by this PEM public key's private key [default: off].
+    #[arg(long, env = "SACRED_JWT_ES256_PUBLIC_KEY")]
+    jwt_es256_public_key: Option<PathBuf>,
+    /// Accept JWTs signed (RS256 or ES256) with a key this JWKS URL serves,
+    /// by kid [default: off].
+    #[arg(long, env = "SACRED_JWT_JWKS_URL")]
+    jwt_jwks_url: Option<String>,
+    /// With JWTs: the required `iss` [default: any].
+    #[arg(long, env = "SACRED_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// With JWTs: the `aud` tokens must name [default: none; tokens with an aud are refused].
+    #[arg(long, env = "SACRED_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// With JWTs: seconds `exp` and `nbf` may be off [default: 30].
+    #[arg(long, env = "SACRED_JWT_LEEWAY_SECS")]
+    jwt_leeway_secs: Option<u64>,
     /// Serve the signed admin API under /admin/api, with the secret (at
     /// least 32 bytes) in this file; or give the secret itself in
     /// SACRED_ADMIN_SECRET [default: off].
@@ -195,7 +218,91 @@ pub(crate) struct Settings {
     pub(crate) broker: BrokerSettings,
     pub(crate) store: StoreSettings,
     pub(crate) admin: AdminSettings,
+    pub(crate) jwt: JwtSettings,
     pub(crate) hub: HubOptions,
+}
+
+/// `[jwt]`: JWT authentication (off without a key).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct JwtSettings {
+    pub(crate) hs256_secret_file: Option<PathBuf>,
+    /// The HS256 secret, from `SACRED_JWT_HS256_SECRET` only.
+    #[serde(skip)]
+    pub(crate) hs256_secret: Option<Secret>,
+    pub(crate) rs256_public_key: Option<PathBuf>,
+    pub(crate) es256_public_key: Option<PathBuf>,
+    pub(crate) jwks_url: Option<String>,
+    pub(crate) issuer: Option<String>,
+    pub(crate) audience: Option<String>,
+    pub(crate) leeway_secs: Option<u64>,
+}
+
+/// Where JWT keys come from.
+#[derive(Debug)]
+pub(crate) enum JwtKeys {
+    Hs256(Secret),
+    Rs256(Vec<u8>),
+    Es256(Vec<u8>),
+    Jwks(String),
+}
+
+impl JwtSettings {
+    /// The one key source configured, read (files) and checked; `None`: JWT off.
+    pub(crate) fn keys(&self) -> Result<Option<JwtKeys>, String> {
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read(path)
+                .map_err(|err| format!("cannot read the {what} {}: {err}", path.display()))
+        };
+        let mut sources = Vec::new();
+        if let Some(secret) = &self.hs256_secret {
+            sources.push(JwtKeys::Hs256(secret.clone()));
+        }
+        if let Some(path) = &self.hs256_secret_file {
+            let mut bytes = read(path, "JWT secret file")?;
+            while bytes.last().is_some_and(u8::is_ascii_whitespace) {
+                bytes.pop();
+            }
+            sources.push(JwtKeys::Hs256(Secret(bytes)));
+        }
+        if let Some(path) = &self.rs256_public_key {
+            sources.push(JwtKeys::Rs256(read(path, "RS256 public key")?));
+        }
+        if let Some(path) = &self.es256_public_key {
+            sources.push(JwtKeys::Es256(read(path, "ES256 public key")?));
+        }
+        if let Some(url) = &self.jwks_url {
+            sources.push(JwtKeys::Jwks(url.clone()));
+        }
+        if sources.len() > 1 {
+            return Err("give one JWT key source: an HS256 secret, an RS256 or ES256 public key, or a JWKS URL".into());
+        }
+        let keys = sources.pop();
+        if keys.is_none()
+            && (self.issuer.is_some() || self.audience.is_some() || self.leeway_secs.is_some())
+        {
+            return Err("JWT issuer, audience and leeway need a JWT key (--jwt-hs256-secret-file, --jwt-rs256-public-key, --jwt-es256-public-key or --jwt-jwks-url)".into());
+        }
+        // Check keys now, so that a bad one stops the start (a JWKS is fetched at start).
+        match &keys {
+            Some(JwtKeys::Hs256(secret)) => {
+                drop(sacred_server::Jwt::hs256(&secret.0).map_err(|err| err.to_string())?)
+            }
+            Some(JwtKeys::Rs256(pem)) => {
+                drop(sacred_server::Jwt::rs256_pem(pem).map_err(|err| err.to_string())?)
+            }
+            Some(JwtKeys::Es256(pem)) => {
+                drop(sacred_server::Jwt::es256_pem(pem).map_err(|err| err.to_string())?)
+            }
+            Some(JwtKeys::Jwks(url))
+                if !(url.starts_with("https://") || url.starts_with("http://")) =>
+            {
+                return Err(format!("the JWKS URL must be http:// or https://: {url}"));
+            }
+            _ => {}
+        }
+        Ok(keys)
+    }
 }
 
 /// `[admin]`: the signed admin API (off without a secret).
@@ -326,6 +433,7 @@ impl Default for Settings {
             broker: BrokerSettings::default(),
             store: StoreSettings::default(),
             admin: AdminSettings::default(),
+            jwt: JwtSettings::default(),
             hub: HubOptions::default(),
         }
     }
@@ -416,6 +524,32 @@ impl Settings {
         if let Some(name) = &cli.admin_name {
             settings.admin.name = Some(name.clone());
         }
+        let jwt = &mut settings.jwt;
+        for (flag, setting) in [
+            (&cli.jwt_hs256_secret_file, &mut jwt.hs256_secret_file),
+            (&cli.jwt_rs256_public_key, &mut jwt.rs256_public_key),
+            (&cli.jwt_es256_public_key, &mut jwt.es256_public_key),
+        ] {
+            if let Some(path) = flag {
+                *setting = Some(path.clone());
+            }
+        }
+        for (flag, setting) in [
+            (&cli.jwt_jwks_url, &mut jwt.jwks_url),
+            (&cli.jwt_issuer, &mut jwt.issuer),
+            (&cli.jwt_audience, &mut jwt.audience),
+        ] {
+            if let Some(text) = flag {
+                *setting = Some(text.clone());
+            }
+        }
+        if let Some(secs) = cli.jwt_leeway_secs {
+            jwt.leeway_secs = Some(secs);
+        }
+        if let Some(secret) = std::env::var_os("SACRED_JWT_HS256_SECRET") {
+            jwt.hs256_secret = Some(Secret(secret.into_encoded_bytes()));
+        }
+        settings.jwt.keys()?;
         if let Some(secret) = std::env::var_os("SACRED_ADMIN_SECRET") {
             settings.admin.secret = Some(Secret(secret.into_encoded_bytes()));
         }

@@ -101,12 +101,12 @@ struct Rate {
 }
 
 impl Rate {
-    fn new(tier: crate::options::Tier) -> Option<Box<Rate>> {
+    fn new(tier: crate::options::Tier, clock: &governor::clock::DefaultClock) -> Option<Box<Rate>> {
         let rate = std::num::NonZeroU32::new(tier.messages_per_minute)?;
         let burst = std::num::NonZeroU32::new(tier.message_burst).unwrap_or(rate);
         let quota = governor::Quota::per_minute(rate).allow_burst(burst);
         Some(Box::new(Rate {
-            bucket: governor::RateLimiter::direct(quota),
+            bucket: governor::RateLimiter::direct_with_clock(quota, clock.clone()),
             refused: 0,
         }))
     }
@@ -434,7 +434,10 @@ impl Connection {
                 .outbound
                 .close_with(DisconnectCode::CONNECTION_LIMIT, reason);
         }
-        self.rate = Rate::new(options.tier(identity.tier.as_deref()));
+        self.rate = Rate::new(
+            options.tier(identity.tier.as_deref()),
+            &hub.inner.admission.clock,
+        );
         self.session = Some(Session {
             peer: peer.clone(),
             ping_interval,

@@ -69,8 +69,14 @@ async fn open(common: &Common, n: usize, concurrency: usize, label: &str) -> Hel
             let (alive, stopped) = (Arc::clone(&alive), stopped.clone());
             async move {
                 let begun = Instant::now();
-                let mut conn =
-                    Conn::start(&common.url, common.codec, common.protocol, "load-idle").await?;
+                let mut conn = Conn::start(
+                    &common.url,
+                    common.codec,
+                    common.protocol,
+                    "load-idle",
+                    common.token.as_deref(),
+                )
+                .await?;
                 conn.subscribe(&format!("idle-{}", index % 64)).await?;
                 let took = begun.elapsed();
                 alive.fetch_add(1, Ordering::Relaxed);

@@ -57,6 +57,10 @@ struct Cli {
     /// that stopped answering).
     #[arg(long, default_value_t = 300)]
     deadline: u64,
+    /// The token every Sacred client connects with (an API key, a JWT);
+    /// default: anonymous.
+    #[arg(long, env = "SACRED_LOAD_TOKEN")]
+    token: Option<String>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -90,6 +94,7 @@ pub(crate) struct Common {
     codec: Codec,
     protocol: Protocol,
     server_pid: Option<u32>,
+    token: Option<String>,
 }
 
 impl Common {
@@ -142,8 +147,14 @@ pub(crate) async fn connect_all(
         .map(|index| {
             let channel = channel(index);
             let open = async move {
-                let mut conn =
-                    Conn::start(&common.url, common.codec, common.protocol, name).await?;
+                let mut conn = Conn::start(
+                    &common.url,
+                    common.codec,
+                    common.protocol,
+                    name,
+                    common.token.as_deref(),
+                )
+                .await?;
                 if let Some(channel) = channel {
                     conn.subscribe(&channel).await?;
                 }
@@ -175,6 +186,7 @@ async fn main() {
         },
         protocol: cli.protocol,
         server_pid: cli.server_pid,
+        token: cli.token,
     };
     let run = async {
         match &cli.scenario {

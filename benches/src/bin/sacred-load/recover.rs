@@ -41,10 +41,22 @@ fn subscribed(reply: Reply) -> Result<sacred_proto::SubscribeReply, Error> {
 }
 
 pub(crate) async fn run(common: &Common, args: &Args) -> Result<Json, Error> {
-    let mut subscriber =
-        Conn::start(&common.url, common.codec, common.protocol, "recovering").await?;
-    let mut publisher =
-        Conn::start(&common.url, common.codec, common.protocol, "publisher").await?;
+    let mut subscriber = Conn::start(
+        &common.url,
+        common.codec,
+        common.protocol,
+        "recovering",
+        common.token.as_deref(),
+    )
+    .await?;
+    let mut publisher = Conn::start(
+        &common.url,
+        common.codec,
+        common.protocol,
+        "publisher",
+        common.token.as_deref(),
+    )
+    .await?;
     let mut samples = Samples::default();
     let started = Instant::now();
     for round in 0..args.rounds {

@@ -101,6 +101,7 @@ impl Conn {
         codec: Codec,
         protocol: Protocol,
         name: &str,
+        token: Option<&str>,
     ) -> Result<Conn, Error> {
         let (url, subprotocol) = match protocol {
             Protocol::Sacred | Protocol::Raw => (url.to_owned(), Some(codec.subprotocol())),
@@ -122,7 +123,7 @@ impl Conn {
         };
         match protocol {
             Protocol::Sacred => {
-                conn.call(ConnectRequest::new(None, client_info(name)).into())
+                conn.call(ConnectRequest::new(token.map(str::to_owned), client_info(name)).into())
                     .await?;
             }
             Protocol::Raw => {}

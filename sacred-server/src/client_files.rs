@@ -97,13 +97,14 @@ impl ClientFiles {
     /// A router serving them (GET and HEAD); merge it into the hub's.
     pub fn router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
         let route = format!("/client/v{VERSION}/{{file}}");
-        Router::new().route(
+        let router = Router::new().route(
             &route,
             get(move |UrlPath(name): UrlPath<String>, headers: HeaderMap| {
                 let files = self.files.clone();
                 async move { serve(&files, &name, &headers) }
             }),
-        )
+        );
+        crate::headers::secure(router)
     }
 }
 

@@ -79,6 +79,7 @@ mod broker;
 mod builder;
 mod client_files;
 mod connection;
+mod headers;
 mod history;
 mod hooks;
 mod hub;

@@ -29,11 +29,12 @@ const READ_BUFFER: usize = 2 * 1024;
 const WRITE_BUFFER: usize = 16 * 1024;
 
 pub(crate) fn router(hub: Hub) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/ws", get(upgrade))
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .with_state(hub)
+        .with_state(hub);
+    crate::headers::secure(router)
 }
 
 async fn upgrade(
@@ -78,16 +79,20 @@ async fn upgrade(
         })
 }
 
-async fn health() -> &'static str {
-    "ok"
+/// Probes are never cached: a stale 200 would hide a node going down.
+const NO_STORE: [(header::HeaderName, &str); 1] = [(header::CACHE_CONTROL, "no-store")];
+
+async fn health() -> impl IntoResponse {
+    (NO_STORE, "ok")
 }
 
-async fn ready(State(hub): State<Hub>) -> (StatusCode, &'static str) {
-    if !hub.is_ready() {
+async fn ready(State(hub): State<Hub>) -> impl IntoResponse {
+    let (status, text) = if !hub.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
     } else if !hub.broker_available() {
         (StatusCode::SERVICE_UNAVAILABLE, "broker unavailable")
     } else {
         (StatusCode::OK, "ready")
-    }
+    };
+    (status, NO_STORE, text)
 }

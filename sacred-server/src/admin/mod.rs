@@ -24,14 +24,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, OriginalUri, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use sacred_proto::{DisconnectCode, Value};
 use serde::{Deserialize, Serialize};
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::audit::{AuditEvent, AuditKind, AuditQuery};
 use crate::hub::Hub;
@@ -126,16 +127,23 @@ impl AdminApi {
             window: self.window,
         });
         let routes = Router::new()
-            .route("/admin/api/connections", get(connections))
-            .route("/admin/api/channels", get(channels))
-            .route("/admin/api/disconnect", post(disconnect))
-            .route("/admin/api/broadcast", post(broadcast))
-            .route("/admin/api/users/{user}", delete(delete_user))
-            .route("/admin/api/audit", get(audit));
-        routes
+            .route("/connections", get(connections))
+            .route("/channels", get(channels))
+            .route("/disconnect", post(disconnect))
+            .route("/broadcast", post(broadcast))
+            .route("/users/{user}", delete(delete_user))
+            .route("/audit", get(audit));
+        let routes = routes
             .fallback(|| async { failure(StatusCode::NOT_FOUND, "no such admin call") })
             .layer(middleware::from_fn_with_state(Arc::clone(&state), signed))
-            .with_state(state)
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            ))
+            .with_state(state);
+        // Nested, so that its fallback answers under /admin/api only and
+        // the host's other paths stay the host's.
+        crate::headers::secure(Router::new().nest("/admin/api", routes))
     }
 }
 
@@ -177,11 +185,15 @@ async fn signed(
             .admission
             .client_ip(&parts.headers, peer.ip().to_canonical())
     });
-    let target = parts
-        .uri
+    // Nested under /admin/api: the path as the caller sent (and signed) it.
+    let uri = parts
+        .extensions
+        .get::<OriginalUri>()
+        .map_or(&parts.uri, |OriginalUri(uri)| uri);
+    let target = uri
         .path_and_query()
-        .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
-    let call = format!("{} {}", parts.method, parts.uri.path());
+        .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
+    let call = format!("{} {}", parts.method, uri.path());
     if let Some(wait) = ip.and_then(|ip| admin.hub.inner.admission.lockout.locked(ip)) {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         let mut response = failure(

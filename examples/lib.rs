@@ -15,6 +15,8 @@
 //! - `auth`: an authenticator in the host, a token provider in the client,
 //!   private per-user channels (`cargo run --example auth`).
 //! - `reload`: what to do with `recovered: false` (`cargo run --example reload`).
+//! - `content`: content checks in the publish hook (script injection, field
+//!   sizes), refused with application codes (`cargo run --example content`).
 
 use std::net::SocketAddr;
 

@@ -8,6 +8,7 @@ mod serve;
 mod settings;
 #[cfg(feature = "sqlite")]
 mod store;
+mod tls;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -41,6 +42,13 @@ async fn main() -> ExitCode {
         return run_command(command, &settings.store).await;
     }
     init_logging(settings.log_format, false);
+    // A certificate that cannot be used stops the start like any bad setting.
+    if let (Some(cert), Some(key)) = (&settings.tls.cert, &settings.tls.key)
+        && let Err(err) = tls::Certificates::open(cert.clone(), key.clone())
+    {
+        eprintln!("sacred-server: {err}");
+        return ExitCode::from(2);
+    }
     match run(settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -75,11 +83,38 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!(credential = %name, "serving the signed admin API under /admin/api");
         router = router.merge(admin.router());
     }
+    let tls = match &settings.tls.cert {
+        Some(cert) => {
+            let key = settings
+                .tls
+                .key
+                .clone()
+                .ok_or("--tls-cert needs --tls-key")?;
+            let certificates = tls::Certificates::open(cert.clone(), key)?;
+            let acceptor = certificates.acceptor()?;
+            tokio::spawn(certificates.watch());
+            // Browsers that once reached it over TLS keep to TLS for a year.
+            router = router.layer(
+                tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+                    axum::http::header::STRICT_TRANSPORT_SECURITY,
+                    axum::http::HeaderValue::from_static("max-age=31536000"),
+                ),
+            );
+            Some(acceptor)
+        }
+        None => None,
+    };
     let listener = TcpListener::bind(settings.bind).await?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, "sacred-server listening: ws://{address}/ws, http://{address}/health");
+    let (ws, http) = if tls.is_some() {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
+    tracing::info!(%address, tls = tls.is_some(), "sacred-server listening: {ws}://{address}/ws, {http}://{address}/health");
     let http = serve::Http {
         header_timeout: settings.header_timeout,
+        tls,
     };
     serve::serve(listener, router, hub, http).await;
     tracing::info!("sacred-server stopped");

@@ -22,10 +22,12 @@ use tower::ServiceExt;
 const HTTP_GRACE: Duration = Duration::from_secs(2);
 
 /// What the accept loop is configured with.
-#[derive(Debug)]
 pub(crate) struct Http {
-    /// A connection whose request headers are not complete by then is closed.
+    /// A connection whose request headers are not complete by then is
+    /// closed (with TLS, the handshake must also be done by then).
     pub(crate) header_timeout: Duration,
+    /// TLS on every connection, when configured.
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Serves `router` until the first SIGTERM or Ctrl-C, then drains the hub
@@ -39,7 +41,7 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, hub: Hub, http:
     // Every HTTP connection task holds a receiver; `stop` tells them to finish,
     // and `stop.closed()` resolves once the last one has.
     let (stop, stopping) = watch::channel(false);
-    let accept = || accept(&listener, &builder, &router, &stopping);
+    let accept = || accept(&listener, &builder, &router, &stopping, &http);
     tokio::select! {
         () = accept() => {}
         () = signal() => {}
@@ -72,6 +74,7 @@ async fn accept(
     builder: &hyper::server::conn::http1::Builder,
     router: &Router,
     stopping: &watch::Receiver<bool>,
+    http: &Http,
 ) {
     loop {
         let (tcp, remote) = match listener.accept().await {
@@ -92,10 +95,28 @@ async fn accept(
                 request.extensions_mut().insert(ConnectInfo(remote));
                 request
             });
-        let connection = builder
-            .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
-            .with_upgrades();
-        tokio::spawn(exchange(connection, stopping.clone(), remote));
+        let service = TowerToHyperService::new(service);
+        let Some(tls) = &http.tls else {
+            let connection = builder
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades();
+            tokio::spawn(exchange(connection, stopping.clone(), remote));
+            continue;
+        };
+        let (tls, builder, stopping) = (tls.clone(), builder.clone(), stopping.clone());
+        let handshake_timeout = http.header_timeout;
+        tokio::spawn(async move {
+            match tokio::time::timeout(handshake_timeout, tls.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades();
+                    exchange(connection, stopping, remote).await;
+                }
+                Ok(Err(err)) => tracing::debug!(%remote, %err, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%remote, "TLS handshake not done in time: closed"),
+            }
+        });
     }
 }
 

@@ -127,6 +127,13 @@ pub(crate) struct Cli {
     /// With JWTs: seconds `exp` and `nbf` may be off [default: 30].
     #[arg(long, env = "SACRED_JWT_LEEWAY_SECS")]
     jwt_leeway_secs: Option<u64>,
+    /// Serve TLS (wss://, https://) with this PEM certificate chain; needs
+    /// --tls-key; reloaded on SIGHUP or when the file changes [default: plain TCP].
+    #[arg(long, env = "SACRED_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "SACRED_TLS_KEY")]
+    tls_key: Option<PathBuf>,
     /// Serve the signed admin API under /admin/api, with the secret (at
     /// least 32 bytes) in this file; or give the secret itself in
     /// SACRED_ADMIN_SECRET [default: off].
@@ -219,7 +226,18 @@ pub(crate) struct Settings {
     pub(crate) store: StoreSettings,
     pub(crate) admin: AdminSettings,
     pub(crate) jwt: JwtSettings,
+    pub(crate) tls: TlsSettings,
     pub(crate) hub: HubOptions,
+}
+
+/// `[tls]`: TLS in the binary (off without a certificate).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct TlsSettings {
+    /// The PEM certificate chain, the server's first.
+    pub(crate) cert: Option<PathBuf>,
+    /// Its PEM private key.
+    pub(crate) key: Option<PathBuf>,
 }
 
 /// `[jwt]`: JWT authentication (off without a key).
@@ -434,6 +452,7 @@ impl Default for Settings {
             store: StoreSettings::default(),
             admin: AdminSettings::default(),
             jwt: JwtSettings::default(),
+            tls: TlsSettings::default(),
             hub: HubOptions::default(),
         }
     }
@@ -550,6 +569,15 @@ impl Settings {
             jwt.hs256_secret = Some(Secret(secret.into_encoded_bytes()));
         }
         settings.jwt.keys()?;
+        if let Some(cert) = &cli.tls_cert {
+            settings.tls.cert = Some(cert.clone());
+        }
+        if let Some(key) = &cli.tls_key {
+            settings.tls.key = Some(key.clone());
+        }
+        if settings.tls.cert.is_some() != settings.tls.key.is_some() {
+            return Err("give both --tls-cert and --tls-key, or neither".into());
+        }
         if let Some(secret) = std::env::var_os("SACRED_ADMIN_SECRET") {
             settings.admin.secret = Some(Secret(secret.into_encoded_bytes()));
         }

@@ -52,7 +52,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `cli` | yes | the `sacred-server` binary (clap, TOML, hyper's HTTP/1.1 server, log formatting); embedders can turn it off |
-//! | `sqlite` | yes | `SqliteHistory`: durable streams for one node in an SQLite file (SQLite compiled in), `--store` |
+//! | `sqlite` | yes | `SqliteHistory`: durable streams for one node in an SQLite file (SQLite compiled in), `--store`; `SqliteKeys`: API keys with a lifecycle in the same file |
 //! | `redis` | no | `RedisBroker` and `RedisPresence`: several nodes on Redis, `--broker` |
 //!
 //! # Decisions
@@ -104,6 +104,8 @@ struct ReadmeDoctests;
 pub use admin::{AdminApi, AdminError};
 pub use audit::{AuditError, AuditEvent, AuditKind, AuditLog, AuditQuery, MemoryAudit};
 pub use auth::{AuthError, Authenticator, Chain, ConnectContext, Identity, StaticKeys};
+#[cfg(feature = "sqlite")]
+pub use auth::keys::{CreatedKey, KeyRecord, NewKey, SqliteKeys};
 pub use broker::{Broker, BrokerError, BrokerEvents, MemoryBroker};
 pub use builder::{BuildError, HubBuilder};
 pub use client_files::ClientFiles;

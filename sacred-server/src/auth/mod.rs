@@ -1,6 +1,9 @@
 //! `Authenticator`: who a connection is, decided from its `connect` command
 //! and the HTTP request that opened the socket.
 
+#[cfg(feature = "sqlite")]
+pub(crate) mod keys;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 

@@ -16,6 +16,8 @@ mod sqlite;
 pub use memory::MemoryHistory;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Backups, Durability, SqliteBuilder, SqliteError, SqliteHistory};
+#[cfg(feature = "sqlite")]
+pub(crate) use sqlite::open_side_connection;
 
 /// How a channel's stream is kept: bounded by size and by age.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -103,9 +103,9 @@ struct ReadmeDoctests;
 
 pub use admin::{AdminApi, AdminError};
 pub use audit::{AuditError, AuditEvent, AuditKind, AuditLog, AuditQuery, MemoryAudit};
-pub use auth::{AuthError, Authenticator, Chain, ConnectContext, Identity, StaticKeys};
 #[cfg(feature = "sqlite")]
 pub use auth::keys::{CreatedKey, KeyRecord, NewKey, SqliteKeys};
+pub use auth::{AuthError, Authenticator, Chain, ConnectContext, Identity, StaticKeys};
 pub use broker::{Broker, BrokerError, BrokerEvents, MemoryBroker};
 pub use builder::{BuildError, HubBuilder};
 pub use client_files::ClientFiles;

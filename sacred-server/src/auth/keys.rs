@@ -436,8 +436,8 @@ impl SqliteKeys {
                          WHERE revoked_ms >= ?1
                             OR (expires_ms >= ?1 AND expires_ms <= ?2)",
                     )?;
-                    let rows =
-                        statement.query_map(params![to_i64(from), to_i64(now)], |row| row.get(0))?;
+                    let rows = statement
+                        .query_map(params![to_i64(from), to_i64(now)], |row| row.get(0))?;
                     rows.collect()
                 })
                 .await;

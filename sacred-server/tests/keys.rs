@@ -1,0 +1,218 @@
+//! API keys in the SQLite store, over real sockets: created keys connect
+//! with their user and credential, wrong, unknown, revoked and expired ones
+//! are refused with 3500, revocation and the end of a rotation's grace close
+//! live connections, and only hashes are in the database.
+
+mod support;
+
+use std::time::Duration;
+
+use sacred_proto::*;
+use sacred_server::{
+    AuthError, Authenticator, Chain, ConnectContext, Hub, NewKey, SqliteKeys, StaticKeys,
+};
+use support::*;
+
+async fn try_connect(server: &Server, codec: Codec, token: &str) -> Result<Client, Option<u16>> {
+    let mut client = Client::open(&server.url(), codec).await;
+    client
+        .send(&[ClientMessage::new(
+            1,
+            ConnectRequest::new(Some(token.into()), info("keys")),
+        )])
+        .await;
+    match client.try_reply(1).await {
+        Some(Ok(Reply::Connect(_))) => Ok(client),
+        Some(other) => panic!("not a connect reply: {other:?}"),
+        None => Err(client.closed().await),
+    }
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+async fn serve(keys: &SqliteKeys, watch: Duration) -> Server {
+    let chain = Chain::new().or(keys.clone()).or(StaticKeys::new([], false));
+    let server = Server::start(Hub::builder().options(unlimited()).authenticator(chain)).await;
+    keys.watch(&server.hub, watch);
+    server
+}
+
+#[tokio::test]
+async fn a_created_key_connects_with_its_user_tier_and_credential_in_both_codecs() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = SqliteKeys::open(dir.path().join("store.db")).unwrap();
+    let created = keys
+        .create(NewKey::new("ada", "ci").tier("bulk"))
+        .await
+        .unwrap();
+    assert!(
+        created
+            .secret
+            .starts_with(&format!("sk_{}_", created.record.id))
+    );
+    assert!(
+        !format!("{created:?}").contains(&created.secret),
+        "Debug hides it"
+    );
+    let identity = keys
+        .authenticate(&ConnectContext::new(Some(created.secret.clone())))
+        .await
+        .unwrap();
+    assert_eq!(identity.user.as_deref(), Some("ada"));
+    assert_eq!(identity.tier.as_deref(), Some("bulk"));
+    assert_eq!(
+        identity.credential.as_deref(),
+        Some(created.record.id.as_str())
+    );
+    let server = serve(&keys, Duration::from_secs(60)).await;
+    for codec in [Codec::Json, Codec::MsgPack] {
+        let client = try_connect(&server, codec, &created.secret).await.unwrap();
+        let users: Vec<_> = server
+            .hub
+            .clients()
+            .into_iter()
+            .filter_map(|c| c.peer.user)
+            .collect();
+        assert!(
+            users.iter().all(|u| u == "ada") && !users.is_empty(),
+            "{codec:?}"
+        );
+        drop(client);
+    }
+    let record = keys.get(&created.record.id).await.unwrap().unwrap();
+    assert!(record.last_used_ms.is_some(), "last_used_ms set after use");
+}
+
+#[tokio::test]
+async fn wrong_unknown_revoked_and_expired_keys_are_refused_with_3500() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = SqliteKeys::open(dir.path().join("store.db")).unwrap();
+    let good = keys.create(NewKey::new("ada", "a")).await.unwrap();
+    let revoked = keys.create(NewKey::new("ada", "b")).await.unwrap();
+    let expired = keys
+        .create(NewKey::new("ada", "c").expires(now_ms() - 1))
+        .await
+        .unwrap();
+    keys.revoke(&revoked.record.id).await.unwrap().unwrap();
+    assert_eq!(keys.revoke("nosuchkey").await.unwrap(), None);
+    let wrong = format!("sk_{}_{}", good.record.id, "0".repeat(64));
+    let unknown = format!("sk_nosuchkey_{}", "0".repeat(64));
+    let server = serve(&keys, Duration::from_secs(60)).await;
+    for codec in [Codec::Json, Codec::MsgPack] {
+        for token in [
+            &wrong,
+            &unknown,
+            &revoked.secret,
+            &expired.secret,
+            &"sk_x".to_owned(),
+        ] {
+            let refused = try_connect(&server, codec, token).await.err();
+            assert_eq!(refused, Some(Some(3500)), "{codec:?}");
+        }
+        assert!(try_connect(&server, codec, &good.secret).await.is_ok());
+    }
+    assert_eq!(
+        keys.authenticate(&ConnectContext::new(None)).await,
+        Err(AuthError::Unauthorized)
+    );
+}
+
+#[tokio::test]
+async fn revocation_closes_a_live_connection_within_the_watch_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = SqliteKeys::open(dir.path().join("store.db")).unwrap();
+    let server = serve(&keys, Duration::from_millis(50)).await;
+    for codec in [Codec::Json, Codec::MsgPack] {
+        let created = keys.create(NewKey::new("ada", "a")).await.unwrap();
+        let other = keys.create(NewKey::new("ada", "b")).await.unwrap();
+        let mut live = try_connect(&server, codec, &created.secret).await.unwrap();
+        let kept = try_connect(&server, codec, &other.secret).await.unwrap();
+        keys.revoke(&created.record.id).await.unwrap().unwrap();
+        let code = tokio::time::timeout(Duration::from_secs(5), live.closed())
+            .await
+            .expect("closed within the bound");
+        assert_eq!(code, Some(3500), "{codec:?}");
+        // Several keys per user: the other one stays connected.
+        wait_until(|| {
+            let hub = server.hub.clone();
+            async move { hub.clients().len() == 1 }
+        })
+        .await;
+        assert_eq!(
+            server
+                .hub
+                .disconnect_credential(&other.record.id, DisconnectCode::INVALID_TOKEN),
+            1
+        );
+        drop(kept);
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_key_works_during_its_grace_and_is_closed_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = SqliteKeys::open(dir.path().join("store.db")).unwrap();
+    let old = keys.create(NewKey::new("ada", "ci")).await.unwrap();
+    let server = serve(&keys, Duration::from_millis(50)).await;
+    let mut live = try_connect(&server, Codec::Json, &old.secret)
+        .await
+        .unwrap();
+    let new = keys
+        .rotate(&old.record.id, Duration::from_millis(600))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(new.record.user, "ada");
+    assert_eq!(new.record.name, "ci");
+    let record = keys.get(&old.record.id).await.unwrap().unwrap();
+    assert_eq!(record.replaced_by.as_deref(), Some(new.record.id.as_str()));
+    // During the grace both work, in both codecs.
+    for codec in [Codec::Json, Codec::MsgPack] {
+        assert!(try_connect(&server, codec, &old.secret).await.is_ok());
+        assert!(try_connect(&server, codec, &new.secret).await.is_ok());
+    }
+    let code = tokio::time::timeout(Duration::from_secs(5), live.closed())
+        .await
+        .expect("closed within the bound");
+    assert!(matches!(code, Some(3500 | 3004)), "{code:?}");
+    wait_until(|| {
+        let keys = keys.clone();
+        let id = old.record.id.clone();
+        async move { !keys.get(&id).await.unwrap().unwrap().is_active(now_ms()) }
+    })
+    .await;
+    for codec in [Codec::Json, Codec::MsgPack] {
+        assert_eq!(
+            try_connect(&server, codec, &old.secret).await.err(),
+            Some(Some(3500))
+        );
+        assert!(try_connect(&server, codec, &new.secret).await.is_ok());
+    }
+    assert_eq!(keys.list(Some("ada")).await.unwrap().len(), 2);
+    assert!(keys.list(Some("bob")).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn only_hashes_of_secrets_are_in_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let keys = SqliteKeys::open(&path).unwrap();
+    let created = keys.create(NewKey::new("ada", "a")).await.unwrap();
+    let random = created.secret.rsplit('_').next().unwrap().to_owned();
+    drop(keys);
+    let mut bytes = std::fs::read(&path).unwrap();
+    if let Ok(wal) = std::fs::read(dir.path().join("store.db-wal")) {
+        bytes.extend(wal);
+    }
+    let haystack = String::from_utf8_lossy(&bytes);
+    assert!(!haystack.contains(&random), "the secret is not in the file");
+    assert!(haystack.contains(&created.record.id), "the id is");
+}

@@ -4,6 +4,8 @@
 //!
 //! Run with: cargo run --release -p sacred-server -- --help
 
+#[cfg(feature = "sqlite")]
+mod keys;
 mod serve;
 mod settings;
 #[cfg(feature = "sqlite")]
@@ -57,9 +59,14 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         Ok(limit) => tracing::info!(limit, "open file limit"),
         Err(err) => tracing::warn!(%err, "could not raise the open file limit"),
     }
-    let builder = with_store(Hub::builder().options(settings.hub), &settings.store)?;
+    let builder = with_store(
+        Hub::builder().options(settings.hub.clone()),
+        &settings.store,
+    )?;
+    let (builder, api_keys) = with_api_keys(builder, &settings)?;
     let builder = with_broker(builder, &settings.broker).await?;
     let (mut router, hub) = builder.build()?;
+    watch_api_keys(api_keys.as_ref(), &hub, &settings);
     if let Some(dir) = &settings.client_dir {
         let files = sacred_server::ClientFiles::from_dir(dir)
             .map_err(|err| format!("cannot serve the client from {}: {err}", dir.display()))?;
@@ -93,6 +100,45 @@ fn with_store(
         None => Ok(builder),
     }
 }
+
+/// The authenticator chain: the store's API keys first when there is a
+/// store, then the configured keys (and `allow_anonymous`).
+#[cfg(feature = "sqlite")]
+fn with_api_keys(
+    builder: sacred_server::HubBuilder,
+    settings: &Settings,
+) -> Result<
+    (sacred_server::HubBuilder, Option<sacred_server::SqliteKeys>),
+    Box<dyn std::error::Error>,
+> {
+    let keys = keys::open(&settings.store)?;
+    if keys.is_none() {
+        return Ok((builder, None));
+    }
+    let chain = keys::chain(keys.as_ref(), &settings.hub);
+    Ok((builder.authenticator(chain), keys))
+}
+
+/// Closes the live connections of revoked and expired store keys.
+#[cfg(feature = "sqlite")]
+fn watch_api_keys(keys: Option<&sacred_server::SqliteKeys>, hub: &Hub, settings: &Settings) {
+    if let Some(keys) = keys {
+        keys::watch(keys, hub, &settings.store);
+    }
+}
+
+/// Without the `sqlite` feature there is no store to hold API keys.
+#[cfg(not(feature = "sqlite"))]
+fn with_api_keys(
+    builder: sacred_server::HubBuilder,
+    _: &Settings,
+) -> Result<(sacred_server::HubBuilder, Option<()>), Box<dyn std::error::Error>> {
+    Ok((builder, None))
+}
+
+/// Without the `sqlite` feature there are no store keys to watch.
+#[cfg(not(feature = "sqlite"))]
+fn watch_api_keys(_: Option<&()>, _: &Hub, _: &Settings) {}
 
 /// Runs a store maintenance command.
 #[cfg(feature = "sqlite")]

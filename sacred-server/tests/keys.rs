@@ -14,7 +14,11 @@ use sacred_server::{
 use support::*;
 
 async fn try_connect(server: &Server, codec: Codec, token: &str) -> Result<Client, Option<u16>> {
-    let mut client = Client::open(&server.url(), codec).await;
+    try_connect_url(&server.url(), codec, token).await
+}
+
+async fn try_connect_url(url: &str, codec: Codec, token: &str) -> Result<Client, Option<u16>> {
+    let mut client = Client::open(url, codec).await;
     client
         .send(&[ClientMessage::new(
             1,
@@ -215,4 +219,131 @@ async fn only_hashes_of_secrets_are_in_the_database() {
     let haystack = String::from_utf8_lossy(&bytes);
     assert!(!haystack.contains(&random), "the secret is not in the file");
     assert!(haystack.contains(&created.record.id), "the id is");
+}
+
+/// Runs `sacred-server --store sqlite:DB ARGS`; its stdout, or its stderr on failure.
+async fn cli(db: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let store = format!("sqlite:{}", db.display());
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sacred-server"))
+        .args(["--store", &store])
+        .args(args)
+        .output();
+    let output = tokio::time::timeout(WAIT, output)
+        .await
+        .expect("the command ends in time")
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    if output.status.success() {
+        Ok(stdout)
+    } else {
+        Err(stderr)
+    }
+}
+
+#[tokio::test]
+async fn the_binarys_keys_commands_manage_keys_a_running_binary_honours() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let created: serde_json::Value = serde_json::from_str(
+        &cli(
+            &db,
+            &[
+                "keys",
+                "create",
+                "--user",
+                "ada",
+                "--name",
+                "ci",
+                "--tier",
+                "bulk",
+                "--expires-in-days",
+                "1",
+            ],
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["key"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["key"]["user"], "ada");
+    assert_eq!(created["key"]["tier"], "bulk");
+    assert!(created["key"]["expires_ms"].as_u64().unwrap() > now_ms() + 86_000_000);
+
+    let store = format!("sqlite:{}", db.display());
+    let (_server, addr) = spawn_binary(["--store", &store, "--store-keys-watch-ms", "50"]).await;
+    let url = format!("ws://{addr}/ws");
+    let mut live = try_connect_url(&url, Codec::MsgPack, &secret)
+        .await
+        .unwrap();
+    assert!(try_connect_url(&url, Codec::Json, &secret).await.is_ok());
+
+    let listed = cli(&db, &["keys", "list", "--user", "ada"]).await.unwrap();
+    assert_eq!(listed.lines().count(), 1);
+    assert!(!listed.contains(&secret), "list never shows a secret");
+    assert!(listed.contains(&id));
+    assert_eq!(
+        cli(&db, &["keys", "list", "--user", "bob"]).await.unwrap(),
+        ""
+    );
+
+    // Revoked by another process: the running server closes the live connection.
+    let revoked = cli(&db, &["keys", "revoke", &id]).await.unwrap();
+    let revoked: serde_json::Value = serde_json::from_str(&revoked).unwrap();
+    assert!(revoked["revoked_ms"].as_u64().is_some(), "{revoked}");
+    let code = tokio::time::timeout(WAIT, live.closed())
+        .await
+        .expect("closed in time");
+    assert_eq!(code, Some(3500));
+    assert_eq!(
+        try_connect_url(&url, Codec::Json, &secret).await.err(),
+        Some(Some(3500))
+    );
+
+    let err = cli(&db, &["keys", "revoke", "nosuchkey"])
+        .await
+        .unwrap_err();
+    assert!(err.contains("no key nosuchkey"), "{err}");
+    let err = cli(&db, &["keys", "rotate", &id]).await.unwrap_err();
+    assert!(err.contains("no active key"), "{err}");
+
+    // Rotation from the CLI: the new key connects to the running server.
+    let other: serde_json::Value = serde_json::from_str(
+        &cli(&db, &["keys", "create", "--user", "ada", "--name", "b"])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let rotated: serde_json::Value = serde_json::from_str(
+        &cli(
+            &db,
+            &[
+                "keys",
+                "rotate",
+                other["key"]["id"].as_str().unwrap(),
+                "--grace-secs",
+                "60",
+            ],
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let new_secret = rotated["secret"].as_str().unwrap();
+    assert!(try_connect_url(&url, Codec::Json, new_secret).await.is_ok());
+    assert!(
+        try_connect_url(&url, Codec::Json, other["secret"].as_str().unwrap())
+            .await
+            .is_ok()
+    );
+
+    // Without a store: a clear error.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sacred-server"))
+        .args(["keys", "list"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--store sqlite:PATH"));
 }

@@ -16,6 +16,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "sqlite")]
+mod keys;
 mod sign;
 
 use std::collections::HashMap;
@@ -67,6 +69,8 @@ pub struct AdminApi {
     /// Secrets by credential name.
     credentials: HashMap<String, Vec<u8>>,
     window: Duration,
+    #[cfg(feature = "sqlite")]
+    keys: Option<crate::auth::keys::SqliteKeys>,
 }
 
 impl std::fmt::Debug for AdminApi {
@@ -86,7 +90,18 @@ impl AdminApi {
             hub,
             credentials: HashMap::new(),
             window: Duration::from_secs(300),
+            #[cfg(feature = "sqlite")]
+            keys: None,
         }
+    }
+
+    /// Serves the API keys in `keys` under `/admin/api/keys` (list, create,
+    /// revoke, rotate); key changes are audited with the admin credential
+    /// as the actor.
+    #[cfg(feature = "sqlite")]
+    pub fn keys(mut self, keys: crate::auth::keys::SqliteKeys) -> AdminApi {
+        self.keys = Some(keys);
+        self
     }
 
     /// Accepts calls signed with `secret` (at least 32 bytes) under the name
@@ -124,6 +139,8 @@ impl AdminApi {
             hub: self.hub,
             credentials: self.credentials,
             window: self.window,
+            #[cfg(feature = "sqlite")]
+            keys: self.keys,
         });
         let routes = Router::new()
             .route("/admin/api/connections", get(connections))
@@ -132,6 +149,11 @@ impl AdminApi {
             .route("/admin/api/broadcast", post(broadcast))
             .route("/admin/api/users/{user}", delete(delete_user))
             .route("/admin/api/audit", get(audit));
+        #[cfg(feature = "sqlite")]
+        let routes = routes
+            .route("/admin/api/keys", get(keys::list).post(keys::create))
+            .route("/admin/api/keys/{id}", delete(keys::revoke))
+            .route("/admin/api/keys/{id}/rotate", post(keys::rotate));
         routes
             .fallback(|| async { failure(StatusCode::NOT_FOUND, "no such admin call") })
             .layer(middleware::from_fn_with_state(Arc::clone(&state), signed))
@@ -144,6 +166,8 @@ struct Admin {
     credentials: HashMap<String, Vec<u8>>,
     window: Duration,
     nonces: Nonces,
+    #[cfg(feature = "sqlite")]
+    keys: Option<crate::auth::keys::SqliteKeys>,
 }
 
 /// The admin credential that signed the request.

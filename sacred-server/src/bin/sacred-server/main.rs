@@ -75,6 +75,7 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some((name, secret)) = settings.admin.credential()? {
         let admin = sacred_server::AdminApi::new(hub.clone()).credential(name.clone(), secret.0)?;
+        let admin = admin_keys(admin, api_keys.as_ref());
         tracing::info!(credential = %name, "serving the signed admin API under /admin/api");
         router = router.merge(admin.router());
     }
@@ -134,6 +135,24 @@ fn with_api_keys(
     _: &Settings,
 ) -> Result<(sacred_server::HubBuilder, Option<()>), Box<dyn std::error::Error>> {
     Ok((builder, None))
+}
+
+/// The admin API's key routes when the store holds keys.
+#[cfg(feature = "sqlite")]
+fn admin_keys(
+    admin: sacred_server::AdminApi,
+    keys: Option<&sacred_server::SqliteKeys>,
+) -> sacred_server::AdminApi {
+    match keys {
+        Some(keys) => admin.keys(keys.clone()),
+        None => admin,
+    }
+}
+
+/// Without the `sqlite` feature the admin API has no key routes.
+#[cfg(not(feature = "sqlite"))]
+fn admin_keys(admin: sacred_server::AdminApi, _: Option<&()>) -> sacred_server::AdminApi {
+    admin
 }
 
 /// Without the `sqlite` feature there are no store keys to watch.

@@ -74,6 +74,8 @@
 pub mod admin;
 mod admission;
 mod audit;
+#[cfg(feature = "sqlite")]
+mod audit_sqlite;
 mod auth;
 mod broker;
 mod builder;
@@ -103,6 +105,8 @@ struct ReadmeDoctests;
 
 pub use admin::{AdminApi, AdminError};
 pub use audit::{AuditError, AuditEvent, AuditKind, AuditLog, AuditQuery, MemoryAudit};
+#[cfg(feature = "sqlite")]
+pub use audit_sqlite::SqliteAudit;
 #[cfg(feature = "sqlite")]
 pub use auth::keys::{CreatedKey, KeyRecord, NewKey, SqliteKeys};
 pub use auth::{AuthError, Authenticator, Chain, ConnectContext, Identity, StaticKeys};

@@ -347,3 +347,122 @@ async fn the_binarys_keys_commands_manage_keys_a_running_binary_honours() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--store sqlite:PATH"));
 }
+
+#[tokio::test]
+async fn key_changes_and_refusals_are_in_the_stores_audit_trail_with_filters_and_retention() {
+    use sacred_server::{AuditEvent, AuditKind, AuditLog, AuditQuery, SqliteAudit};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let audit = SqliteAudit::open(&path).unwrap();
+    let keys = SqliteKeys::open(&path).unwrap();
+    let chain = Chain::new().or(keys.clone());
+    let server = Server::start(
+        Hub::builder()
+            .options(unlimited())
+            .authenticator(chain)
+            .audit_log(audit.clone()),
+    )
+    .await;
+    keys.watch(&server.hub, Duration::from_secs(60));
+    let created = keys
+        .by("ops")
+        .create(NewKey::new("ada", "ci"))
+        .await
+        .unwrap();
+    keys.by("ops").revoke(&created.record.id).await.unwrap();
+    keys.create(NewKey::new("bob", "b")).await.unwrap();
+    for codec in [Codec::Json, Codec::MsgPack] {
+        assert_eq!(
+            try_connect(&server, codec, &created.secret).await.err(),
+            Some(Some(3500))
+        );
+    }
+    wait_until(|| {
+        let audit = audit.clone();
+        async move { audit.query(&AuditQuery::new()).await.unwrap().len() >= 5 }
+    })
+    .await;
+    let ada = audit.query(&AuditQuery::new().user("ada")).await.unwrap();
+    let kinds: Vec<_> = ada.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [AuditKind::KeyRevoked, AuditKind::KeyCreated],
+        "newest first"
+    );
+    assert!(ada.iter().all(|e| e.actor.as_deref() == Some("ops")));
+    let failures = audit
+        .query(&AuditQuery::new().kind(AuditKind::AuthFailure))
+        .await
+        .unwrap();
+    assert_eq!(failures.len(), 2);
+    assert!(
+        failures
+            .iter()
+            .all(|e| !e.detail.contains(&created.secret) && e.address.is_some())
+    );
+    assert_eq!(
+        audit
+            .query(&AuditQuery::new().limit(1))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Retention: an event older than it is pruned, a recent one kept.
+    let short = SqliteAudit::open_with(&path, Duration::from_secs(86_400)).unwrap();
+    let mut old = AuditEvent::new(AuditKind::AdminCall, "an old call");
+    old.at_ms = now_ms() - 2 * 86_400_000;
+    short.record(old);
+    wait_until(|| {
+        let short = short.clone();
+        async move {
+            let calls = short
+                .query(&AuditQuery::new().kind(AuditKind::AdminCall))
+                .await
+                .unwrap();
+            calls.len() == 1
+        }
+    })
+    .await;
+    assert_eq!(short.prune().await.unwrap(), 1);
+    assert!(
+        short
+            .query(&AuditQuery::new().kind(AuditKind::AdminCall))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        short
+            .query(&AuditQuery::new().user("ada"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn the_audit_writer_never_blocks_under_a_flood() {
+    use sacred_server::{AuditEvent, AuditKind, AuditLog, SqliteAudit};
+    let dir = tempfile::tempdir().unwrap();
+    let audit = SqliteAudit::open(dir.path().join("store.db")).unwrap();
+    let flood = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        for n in 0..50_000 {
+            audit.record(AuditEvent::new(
+                AuditKind::AuthFailure,
+                format!("flood {n}"),
+            ));
+        }
+        (started.elapsed(), audit)
+    });
+    let (took, audit) = tokio::time::timeout(WAIT, flood)
+        .await
+        .expect("bounded")
+        .unwrap();
+    assert!(took < WAIT, "{took:?}");
+    // Whatever did not fit in the queue was counted, not waited for.
+    assert!(audit.dropped() <= 50_000);
+}

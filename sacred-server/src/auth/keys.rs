@@ -457,17 +457,6 @@ impl SqliteKeys {
         });
     }
 
-    /// Audits a refused key (by its id: never the secret).
-    fn refused(&self, request: &ConnectContext) {
-        let id = request.token.as_deref().and_then(key_id).unwrap_or("?");
-        let event = AuditEvent::new(AuditKind::AuthFailure, format!("API key {id} refused"))
-            .address(request.remote_addr.map(|addr| addr.ip()));
-        match self.inner.hub.get().and_then(Weak::upgrade) {
-            Some(inner) => Hub { inner }.audit(event),
-            None => event.log(),
-        }
-    }
-
     /// The key a token names, checked: active and the secret's hash equal.
     fn check(&self, token: &str) -> Result<KeyRecord, AuthError> {
         let id = key_id(token).ok_or(AuthError::InvalidToken)?;
@@ -527,16 +516,10 @@ impl Authenticator for SqliteKeys {
                 return Err(AuthError::InvalidToken);
             }
             let keys = self.clone();
-            let checked = tokio::task::spawn_blocking(move || keys.check(&token))
+            // A refusal is audited by the hub (`auth_failure`), with the address.
+            let record = tokio::task::spawn_blocking(move || keys.check(&token))
                 .await
-                .map_err(|_| AuthError::InvalidToken)?;
-            let record = match checked {
-                Ok(record) => record,
-                Err(refusal) => {
-                    self.refused(request);
-                    return Err(refusal);
-                }
-            };
+                .map_err(|_| AuthError::InvalidToken)??;
             let mut identity = Identity::user(record.user).credential(record.id);
             if let Some(tier) = record.tier {
                 identity = identity.tier(tier);

@@ -32,7 +32,8 @@ pub struct SqliteAudit {
 }
 
 struct Inner {
-    queue: SyncSender<AuditEvent>,
+    queue: Option<SyncSender<AuditEvent>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     reader: Mutex<Connection>,
     retention: Duration,
     dropped: AtomicU64,
@@ -113,6 +114,17 @@ fn writer(mut connection: Connection, queue: Receiver<AuditEvent>, retention: Du
     }
 }
 
+impl Drop for Inner {
+    /// The queued events are written before the last handle goes (a CLI
+    /// command's key change is in the file when it exits).
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 impl SqliteAudit {
     /// The trail in the store at `path` (created if needed), kept 90 days.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteAudit, SqliteError> {
@@ -128,7 +140,7 @@ impl SqliteAudit {
         let writes = open_side_connection(path)?;
         let reader = open_side_connection(path)?;
         let (queue, receiver) = std::sync::mpsc::sync_channel(QUEUE);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("sacred-audit".into())
             .spawn(move || writer(writes, receiver, retention))
             .map_err(|source| SqliteError::Io {
@@ -137,7 +149,8 @@ impl SqliteAudit {
             })?;
         Ok(SqliteAudit {
             inner: Arc::new(Inner {
-                queue,
+                queue: Some(queue),
+                thread: Some(thread),
                 reader: Mutex::new(reader),
                 retention,
                 dropped: AtomicU64::new(0),
@@ -214,7 +227,10 @@ fn query(connection: &Connection, query: &AuditQuery) -> rusqlite::Result<Vec<Au
 
 impl AuditLog for SqliteAudit {
     fn record(&self, event: AuditEvent) {
-        match self.inner.queue.try_send(event) {
+        let Some(queue) = &self.inner.queue else {
+            return;
+        };
+        match queue.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 let dropped = self.inner.dropped.fetch_add(1, Ordering::Relaxed) + 1;

@@ -338,6 +338,50 @@ async fn the_binarys_keys_commands_manage_keys_a_running_binary_honours() {
             .is_ok()
     );
 
+    // The key changes and the refused connect, in the store's audit trail,
+    // read by another process while the server runs.
+    let changes = cli(&db, &["audit", "--user", "ada"]).await.unwrap();
+    let kinds: Vec<String> = changes
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["key_rotated", "key_created", "key_revoked", "key_created"],
+        "newest first"
+    );
+    assert!(
+        !changes.contains(&secret) && !changes.contains(new_secret),
+        "never a secret"
+    );
+    wait_until(|| {
+        let db = db.clone();
+        async move {
+            cli(&db, &["audit", "--kind", "auth_failure"])
+                .await
+                .unwrap()
+                .lines()
+                .count()
+                == 1
+        }
+    })
+    .await;
+    assert_eq!(
+        cli(&db, &["audit", "--limit", "1"])
+            .await
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+    let err = cli(&db, &["audit", "--kind", "nope"]).await.unwrap_err();
+    assert!(err.contains("no audit event kind"), "{err}");
+
     // Without a store: a clear error.
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sacred-server"))
         .args(["keys", "list"])

@@ -126,6 +126,8 @@ struct Inner {
     /// The hub that key changes are audited on, once [`SqliteKeys::watch`] or
     /// [`SqliteKeys::attach`] named it; before that, the log line only.
     hub: OnceLock<Weak<HubInner>>,
+    /// Where key changes are recorded without a hub (the CLI).
+    log: OnceLock<Arc<dyn crate::audit::AuditLog>>,
 }
 
 /// API keys in the store's SQLite file: an [`Authenticator`] and the key
@@ -249,6 +251,7 @@ impl SqliteKeys {
                 connection: Mutex::new(connection),
                 used: Mutex::new(HashMap::new()),
                 hub: OnceLock::new(),
+                log: OnceLock::new(),
             }),
             actor: Arc::from("host"),
         })
@@ -275,8 +278,19 @@ impl SqliteKeys {
             .user(Some(&record.user));
         match self.inner.hub.get().and_then(Weak::upgrade) {
             Some(inner) => Hub { inner }.audit(event),
-            None => event.log(),
+            None => {
+                event.log();
+                if let Some(log) = self.inner.log.get() {
+                    log.record(event);
+                }
+            }
         }
+    }
+
+    /// Records key changes in `log` when no hub is attached (a command-line
+    /// tool beside the server: `sacred-server keys`).
+    pub fn audit_to(&self, log: impl crate::audit::AuditLog) {
+        let _ = self.inner.log.set(Arc::new(log));
     }
 
     async fn run<T: Send + 'static>(

@@ -7,7 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sacred_server::{Authenticator, Chain, Hub, HubOptions, NewKey, SqliteKeys, StaticKeys};
+use sacred_server::{
+    AuditKind, AuditLog, AuditQuery, Authenticator, Chain, Hub, HubOptions, NewKey, SqliteAudit,
+    SqliteKeys, StaticKeys,
+};
 use serde_json::json;
 
 use crate::settings::{KeysCommand, StoreSettings};
@@ -15,6 +18,43 @@ use crate::settings::{KeysCommand, StoreSettings};
 /// How often the server checks for revoked and expired keys unless
 /// `store.keys_watch_ms` says otherwise.
 const WATCH_DEFAULT: Duration = Duration::from_secs(5);
+
+/// The audit trail in the store at `path`, with the configured retention.
+pub(crate) fn audit_log(
+    path: &Path,
+    settings: &StoreSettings,
+) -> Result<SqliteAudit, Box<dyn std::error::Error>> {
+    let days = settings.audit_retention_days.unwrap_or(90);
+    Ok(SqliteAudit::open_with(
+        path,
+        Duration::from_secs(days.saturating_mul(86_400)),
+    )?)
+}
+
+/// `sacred-server audit`: the store's audit trail as JSON lines, newest first.
+pub(crate) async fn audit(
+    path: &Path,
+    settings: &StoreSettings,
+    kind: Option<String>,
+    user: Option<String>,
+    limit: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut query = AuditQuery::new().limit(limit);
+    if let Some(kind) = kind {
+        let kind =
+            AuditKind::parse(&kind).ok_or_else(|| format!("no audit event kind {kind:?}"))?;
+        query = query.kind(kind);
+    }
+    if let Some(user) = user {
+        query = query.user(user);
+    }
+    let events = audit_log(path, settings)?.query(&query).await?;
+    let mut out = std::io::stdout().lock();
+    for event in events {
+        writeln!(out, "{}", serde_json::to_string(&event)?)?;
+    }
+    Ok(())
+}
 
 /// The keys in the configured store, if any.
 pub(crate) fn open(
@@ -53,8 +93,10 @@ pub(crate) fn watch(keys: &SqliteKeys, hub: &Hub, settings: &StoreSettings) {
 pub(crate) async fn run(
     action: KeysCommand,
     path: &Path,
+    settings: &StoreSettings,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let keys = SqliteKeys::open(path)?.by("cli");
+    keys.audit_to(audit_log(path, settings)?);
     let mut out = std::io::stdout().lock();
     match action {
         KeysCommand::Create {

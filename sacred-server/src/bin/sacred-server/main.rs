@@ -117,7 +117,13 @@ fn with_api_keys(
         return Ok((builder, None));
     }
     let chain = keys::chain(keys.as_ref(), &settings.hub);
-    Ok((builder.authenticator(chain), keys))
+    let builder = builder.authenticator(chain);
+    // The audit trail in the store too, beside the keys.
+    let builder = match settings.store.sqlite_path() {
+        Some(path) => builder.audit_log(keys::audit_log(&path, &settings.store)?),
+        None => builder,
+    };
+    Ok((builder, keys))
 }
 
 /// Closes the live connections of revoked and expired store keys.

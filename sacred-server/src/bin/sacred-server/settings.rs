@@ -57,6 +57,9 @@ pub(crate) struct Cli {
     /// keys, whose live connections are then closed with 3500 [default: 5000].
     #[arg(long, env = "SACRED_STORE_KEYS_WATCH_MS")]
     store_keys_watch_ms: Option<u64>,
+    /// With --store: days the audit trail is kept in the store [default: 90].
+    #[arg(long, env = "SACRED_STORE_AUDIT_RETENTION_DAYS")]
+    store_audit_retention_days: Option<u64>,
     /// With --store: write a backup into this directory every
     /// store.backup_interval_secs (daily) [default: no backups].
     #[arg(long, env = "SACRED_STORE_BACKUP_DIR")]
@@ -171,6 +174,18 @@ pub(crate) enum Command {
     },
     /// Print the store's sizes as JSON (bytes: the file and its WAL together).
     Stats,
+    /// Print the store's audit trail as JSON lines, newest first.
+    Audit {
+        /// Only events of this kind (auth_failure, key_created, admin_call, ...).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only events about this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// Manage the API keys in the store (safe while the server runs).
     Keys {
         /// What to do.
@@ -333,6 +348,8 @@ pub(crate) struct StoreSettings {
     /// Milliseconds between checks for revoked or expired API keys
     /// [default: 5000].
     pub(crate) keys_watch_ms: Option<u64>,
+    /// Days the audit trail is kept [default: 90].
+    pub(crate) audit_retention_days: Option<u64>,
 }
 
 /// When the store fsyncs.
@@ -501,6 +518,9 @@ impl Settings {
         if let Some(ms) = cli.store_keys_watch_ms {
             settings.store.keys_watch_ms = Some(ms);
         }
+        if let Some(days) = cli.store_audit_retention_days {
+            settings.store.audit_retention_days = Some(days);
+        }
         if let Some(dir) = &cli.store_backup_dir {
             settings.store.backup_dir = Some(dir.clone());
         }
@@ -522,6 +542,9 @@ impl Settings {
                 );
             }
         }
+        if settings.store.audit_retention_days == Some(0) {
+            return Err("store audit_retention_days must be greater than zero".into());
+        }
         if settings.store.keys_watch_ms == Some(0) {
             return Err("store keys_watch_ms must be greater than zero".into());
         }
@@ -536,7 +559,8 @@ impl Settings {
             || store.backup_dir.is_some()
             || store.backup_interval_secs.is_some()
             || store.backup_keep.is_some()
-            || store.keys_watch_ms.is_some();
+            || store.keys_watch_ms.is_some()
+            || store.audit_retention_days.is_some();
         if store.url.is_none() && store_settings && cli.command.is_none() {
             return Err(
                 "store settings (--store-sync, --store-max-mb, --store-backup-dir, [store] keys) \
@@ -707,6 +731,22 @@ user = "ada"
         assert!(err.contains("keys_watch_ms"), "{err}");
         let ok = load(&["--store", "sqlite:h.db", "--store-keys-watch-ms", "100"]).unwrap();
         assert_eq!(ok.store.keys_watch_ms, Some(100));
+        let err = load(&[
+            "--store",
+            "sqlite:h.db",
+            "--store-audit-retention-days",
+            "0",
+        ])
+        .unwrap_err();
+        assert!(err.contains("audit_retention_days"), "{err}");
+        let ok = load(&[
+            "--store",
+            "sqlite:h.db",
+            "--store-audit-retention-days",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!(ok.store.audit_retention_days, Some(7));
     }
 
     #[test]

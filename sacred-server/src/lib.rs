@@ -52,7 +52,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `cli` | yes | the `sacred-server` binary (clap, TOML, hyper's HTTP/1.1 server, log formatting); embedders can turn it off |
-//! | `sqlite` | yes | `SqliteHistory`: durable streams for one node in an SQLite file (SQLite compiled in), `--store`; `SqliteKeys`: API keys with a lifecycle in the same file |
+//! | `sqlite` | yes | `SqliteHistory`: durable streams for one node in an SQLite file (SQLite compiled in), `--store`; `SqliteKeys`: API keys with a lifecycle in the same file; `SqliteAudit`: the audit trail there |
 //! | `redis` | no | `RedisBroker` and `RedisPresence`: several nodes on Redis, `--broker` |
 //!
 //! # Decisions

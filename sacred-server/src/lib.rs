@@ -52,7 +52,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `cli` | yes | the `sacred-server` binary (clap, TOML, hyper's HTTP/1.1 server, log formatting); embedders can turn it off |
-//! | `sqlite` | yes | `SqliteHistory`: durable streams for one node in an SQLite file (SQLite compiled in), `--store` |
+//! | `sqlite` | yes | `SqliteHistory`: durable streams for one node in an SQLite file (SQLite compiled in), `--store`; `SqliteKeys`: API keys with a lifecycle in the same file; `SqliteAudit`: the audit trail there |
 //! | `redis` | no | `RedisBroker` and `RedisPresence`: several nodes on Redis, `--broker` |
 //!
 //! # Decisions
@@ -74,6 +74,8 @@
 pub mod admin;
 mod admission;
 mod audit;
+#[cfg(feature = "sqlite")]
+mod audit_sqlite;
 mod auth;
 mod broker;
 mod builder;
@@ -104,8 +106,12 @@ struct ReadmeDoctests;
 
 pub use admin::{AdminApi, AdminError};
 pub use audit::{AuditError, AuditEvent, AuditKind, AuditLog, AuditQuery, MemoryAudit};
+#[cfg(feature = "sqlite")]
+pub use audit_sqlite::SqliteAudit;
 #[cfg(feature = "jwt")]
 pub use auth::jwt::{Jwt, JwtError, MIN_HS256_SECRET_BYTES};
+#[cfg(feature = "sqlite")]
+pub use auth::keys::{CreatedKey, KeyRecord, NewKey, SqliteKeys};
 pub use auth::{AuthError, Authenticator, Chain, ConnectContext, Identity, StaticKeys};
 pub use broker::{Broker, BrokerError, BrokerEvents, MemoryBroker};
 pub use builder::{BuildError, HubBuilder};

@@ -563,3 +563,154 @@ async fn the_binary_serves_the_admin_api_to_the_operator_script() {
     assert!(message.contains("at least 32 bytes; it has 5"), "{message}");
     assert!(!message.contains("short"), "never the secret");
 }
+
+/// Connects with `token`; the client, or the close code.
+async fn connect_with_token(
+    server: &Server,
+    codec: Codec,
+    token: &str,
+) -> Result<Client, Option<u16>> {
+    let mut client = Client::open(&server.url(), codec).await;
+    client
+        .send(&[ClientMessage::new(
+            1,
+            ConnectRequest::new(Some(token.into()), info("keyed")),
+        )])
+        .await;
+    match client.try_reply(1).await {
+        Some(Ok(Reply::Connect(_))) => Ok(client),
+        Some(other) => panic!("not a connect reply: {other:?}"),
+        None => Err(client.closed().await),
+    }
+}
+
+#[tokio::test]
+async fn signed_calls_create_list_rotate_and_revoke_store_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = sacred_server::SqliteKeys::open(dir.path().join("store.db")).unwrap();
+    let (router, hub) = Hub::builder()
+        .options(unlimited())
+        .authenticator(keys.clone())
+        .build()
+        .unwrap();
+    let api = AdminApi::new(hub.clone())
+        .credential("ops", SECRET)
+        .unwrap()
+        .keys(keys.clone());
+    let server = Server::serve(router.merge(api.router()), hub).await;
+    keys.attach(&server.hub);
+
+    let created = call(
+        &server,
+        "POST",
+        "/admin/api/keys",
+        serde_json::json!({ "user": "ada", "name": "ci", "tier": "bulk" }),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let secret = created.body["secret"].as_str().unwrap().to_owned();
+    let id = created.body["key"]["id"].as_str().unwrap().to_owned();
+    let mut live = connect_with_token(&server, Codec::Json, &secret)
+        .await
+        .unwrap();
+    let mut packed = connect_with_token(&server, Codec::MsgPack, &secret)
+        .await
+        .unwrap();
+
+    let listed = call(
+        &server,
+        "GET",
+        "/admin/api/keys?user=ada",
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.body.as_array().unwrap().len(), 1);
+    assert!(
+        !listed.body.to_string().contains(&secret),
+        "never the secret"
+    );
+
+    let bad = call(
+        &server,
+        "POST",
+        "/admin/api/keys",
+        serde_json::json!({ "user": "ada" }),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    let long = call(
+        &server,
+        "POST",
+        &format!("/admin/api/keys/{id}/rotate"),
+        serde_json::json!({ "grace_secs": 10_000_000 }),
+    )
+    .await;
+    assert_eq!(long.status, 400, "{long:?}");
+    let rotated = call(
+        &server,
+        "POST",
+        &format!("/admin/api/keys/{id}/rotate"),
+        serde_json::json!({ "grace_secs": 60 }),
+    )
+    .await;
+    assert_eq!(rotated.status, 200, "{rotated:?}");
+    let new_secret = rotated.body["secret"].as_str().unwrap();
+    assert!(
+        connect_with_token(&server, Codec::Json, new_secret)
+            .await
+            .is_ok()
+    );
+
+    // Revoked: its live connections close at once, in both codecs.
+    let revoked = call(
+        &server,
+        "DELETE",
+        &format!("/admin/api/keys/{id}"),
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    assert_eq!(revoked.body["disconnected"], 2);
+    assert_eq!(live.closed().await, Some(3500));
+    assert_eq!(packed.closed().await, Some(3500));
+    assert_eq!(
+        connect_with_token(&server, Codec::Json, &secret)
+            .await
+            .err(),
+        Some(Some(3500))
+    );
+    let missing = call(
+        &server,
+        "DELETE",
+        "/admin/api/keys/nosuchkey",
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+
+    let kinds: Vec<AuditKind> = server
+        .hub
+        .audit_events(&AuditQuery::new().user("ada"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|event| event.actor.as_deref() == Some("ops"))
+        .map(|event| event.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            AuditKind::KeyRevoked,
+            AuditKind::KeyRotated,
+            AuditKind::KeyCreated
+        ]
+    );
+    let failures = server
+        .hub
+        .audit_events(&AuditQuery::new().kind(AuditKind::AuthFailure))
+        .await
+        .unwrap();
+    assert!(!failures.is_empty(), "the refused connect");
+    assert!(failures.iter().all(|event| !event.detail.contains(&secret)));
+}

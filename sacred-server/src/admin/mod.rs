@@ -16,6 +16,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "sqlite")]
+mod keys;
 mod sign;
 
 use std::collections::HashMap;
@@ -68,6 +70,8 @@ pub struct AdminApi {
     /// Secrets by credential name.
     credentials: HashMap<String, Vec<u8>>,
     window: Duration,
+    #[cfg(feature = "sqlite")]
+    keys: Option<crate::auth::keys::SqliteKeys>,
 }
 
 impl std::fmt::Debug for AdminApi {
@@ -87,7 +91,18 @@ impl AdminApi {
             hub,
             credentials: HashMap::new(),
             window: Duration::from_secs(300),
+            #[cfg(feature = "sqlite")]
+            keys: None,
         }
+    }
+
+    /// Serves the API keys in `keys` under `/admin/api/keys` (list, create,
+    /// revoke, rotate); key changes are audited with the admin credential
+    /// as the actor.
+    #[cfg(feature = "sqlite")]
+    pub fn keys(mut self, keys: crate::auth::keys::SqliteKeys) -> AdminApi {
+        self.keys = Some(keys);
+        self
     }
 
     /// Accepts calls signed with `secret` (at least 32 bytes) under the name
@@ -125,6 +140,8 @@ impl AdminApi {
             hub: self.hub,
             credentials: self.credentials,
             window: self.window,
+            #[cfg(feature = "sqlite")]
+            keys: self.keys,
         });
         let routes = Router::new()
             .route("/connections", get(connections))
@@ -133,6 +150,11 @@ impl AdminApi {
             .route("/broadcast", post(broadcast))
             .route("/users/{user}", delete(delete_user))
             .route("/audit", get(audit));
+        #[cfg(feature = "sqlite")]
+        let routes = routes
+            .route("/keys", get(keys::list).post(keys::create))
+            .route("/keys/{id}", delete(keys::revoke))
+            .route("/keys/{id}/rotate", post(keys::rotate));
         let routes = routes
             .fallback(|| async { failure(StatusCode::NOT_FOUND, "no such admin call") })
             .layer(middleware::from_fn_with_state(Arc::clone(&state), signed))
@@ -152,6 +174,8 @@ struct Admin {
     credentials: HashMap<String, Vec<u8>>,
     window: Duration,
     nonces: Nonces,
+    #[cfg(feature = "sqlite")]
+    keys: Option<crate::auth::keys::SqliteKeys>,
 }
 
 /// The admin credential that signed the request.

@@ -3,6 +3,8 @@
 
 #[cfg(feature = "jwt")]
 pub(crate) mod jwt;
+#[cfg(feature = "sqlite")]
+pub(crate) mod keys;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

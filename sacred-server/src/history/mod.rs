@@ -15,6 +15,8 @@ mod sqlite;
 
 pub use memory::MemoryHistory;
 #[cfg(feature = "sqlite")]
+pub(crate) use sqlite::open_side_connection;
+#[cfg(feature = "sqlite")]
 pub use sqlite::{Backups, Durability, SqliteBuilder, SqliteError, SqliteHistory};
 
 /// How a channel's stream is kept: bounded by size and by age.

@@ -4,6 +4,8 @@
 //!
 //! Run with: cargo run --release -p sacred-server -- --help
 
+#[cfg(feature = "sqlite")]
+mod keys;
 mod serve;
 mod settings;
 #[cfg(feature = "sqlite")]
@@ -65,13 +67,15 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         Ok(limit) => tracing::info!(limit, "open file limit"),
         Err(err) => tracing::warn!(%err, "could not raise the open file limit"),
     }
-    let builder = match authenticator(&settings).await? {
-        Some(auth) => Hub::builder().authenticator(auth),
-        None => Hub::builder(),
-    };
-    let builder = with_store(builder.options(settings.hub), &settings.store)?;
+    let jwt = jwt(&settings).await?;
+    let builder = with_store(
+        Hub::builder().options(settings.hub.clone()),
+        &settings.store,
+    )?;
+    let (builder, api_keys) = with_api_keys(builder, &settings, jwt)?;
     let builder = with_broker(builder, &settings.broker).await?;
     let (mut router, hub) = builder.build()?;
+    watch_api_keys(api_keys.as_ref(), &hub, &settings);
     if let Some(dir) = &settings.client_dir {
         let files = sacred_server::ClientFiles::from_dir(dir)
             .map_err(|err| format!("cannot serve the client from {}: {err}", dir.display()))?;
@@ -80,6 +84,7 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some((name, secret)) = settings.admin.credential()? {
         let admin = sacred_server::AdminApi::new(hub.clone()).credential(name.clone(), secret.0)?;
+        let admin = admin_keys(admin, api_keys.as_ref());
         tracing::info!(credential = %name, "serving the signed admin API under /admin/api");
         router = router.merge(admin.router());
     }
@@ -121,12 +126,10 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The authenticators the settings ask for, asked in turn: JWTs, then the
-/// static API keys (and anonymous connections, if allowed). `None`: the
-/// hub's default (the static keys alone).
-async fn authenticator(
+/// The JWT check the settings ask for, if any (a JWKS is fetched now).
+async fn jwt(
     settings: &Settings,
-) -> Result<Option<sacred_server::Chain>, Box<dyn std::error::Error>> {
+) -> Result<Option<sacred_server::Jwt>, Box<dyn std::error::Error>> {
     use settings::JwtKeys;
     let Some(keys) = settings.jwt.keys()? else {
         return Ok(None);
@@ -147,11 +150,7 @@ async fn authenticator(
         jwt = jwt.leeway(std::time::Duration::from_secs(secs));
     }
     tracing::info!(?jwt, "JWT authentication on");
-    let keys = sacred_server::StaticKeys::new(
-        settings.hub.api_keys.iter().cloned(),
-        settings.hub.allow_anonymous,
-    );
-    Ok(Some(sacred_server::Chain::new().or(jwt).or(keys)))
+    Ok(Some(jwt))
 }
 
 /// The hub with its streams in SQLite when `[store]` names a database.
@@ -165,6 +164,83 @@ fn with_store(
         None => Ok(builder),
     }
 }
+
+/// The authenticator chain: the store's API keys first when there is a
+/// store, then the configured keys (and `allow_anonymous`).
+#[cfg(feature = "sqlite")]
+fn with_api_keys(
+    builder: sacred_server::HubBuilder,
+    settings: &Settings,
+    jwt: Option<sacred_server::Jwt>,
+) -> Result<
+    (sacred_server::HubBuilder, Option<sacred_server::SqliteKeys>),
+    Box<dyn std::error::Error>,
+> {
+    let keys = keys::open(&settings.store)?;
+    if keys.is_none() && jwt.is_none() {
+        return Ok((builder, None));
+    }
+    // JWTs first (a token that is not one is refused at once), then the
+    // store's keys, then the configured ones.
+    let first = jwt.map_or_else(sacred_server::Chain::new, |jwt| {
+        sacred_server::Chain::new().or(jwt)
+    });
+    let builder = builder.authenticator(keys::chain(first, keys.as_ref(), &settings.hub));
+    // The audit trail in the store too, beside the keys.
+    let builder = match (&keys, settings.store.sqlite_path()) {
+        (Some(_), Some(path)) => builder.audit_log(keys::audit_log(&path, &settings.store)?),
+        _ => builder,
+    };
+    Ok((builder, keys))
+}
+
+/// Closes the live connections of revoked and expired store keys.
+#[cfg(feature = "sqlite")]
+fn watch_api_keys(keys: Option<&sacred_server::SqliteKeys>, hub: &Hub, settings: &Settings) {
+    if let Some(keys) = keys {
+        keys::watch(keys, hub, &settings.store);
+    }
+}
+
+/// Without the `sqlite` feature there is no store to hold API keys.
+#[cfg(not(feature = "sqlite"))]
+fn with_api_keys(
+    builder: sacred_server::HubBuilder,
+    settings: &Settings,
+    jwt: Option<sacred_server::Jwt>,
+) -> Result<(sacred_server::HubBuilder, Option<()>), Box<dyn std::error::Error>> {
+    let Some(jwt) = jwt else {
+        return Ok((builder, None));
+    };
+    let configured = sacred_server::StaticKeys::new(
+        settings.hub.api_keys.iter().cloned(),
+        settings.hub.allow_anonymous,
+    );
+    let chain = sacred_server::Chain::new().or(jwt).or(configured);
+    Ok((builder.authenticator(chain), None))
+}
+
+/// The admin API's key routes when the store holds keys.
+#[cfg(feature = "sqlite")]
+fn admin_keys(
+    admin: sacred_server::AdminApi,
+    keys: Option<&sacred_server::SqliteKeys>,
+) -> sacred_server::AdminApi {
+    match keys {
+        Some(keys) => admin.keys(keys.clone()),
+        None => admin,
+    }
+}
+
+/// Without the `sqlite` feature the admin API has no key routes.
+#[cfg(not(feature = "sqlite"))]
+fn admin_keys(admin: sacred_server::AdminApi, _: Option<&()>) -> sacred_server::AdminApi {
+    admin
+}
+
+/// Without the `sqlite` feature there are no store keys to watch.
+#[cfg(not(feature = "sqlite"))]
+fn watch_api_keys(_: Option<&()>, _: &Hub, _: &Settings) {}
 
 /// Runs a store maintenance command.
 #[cfg(feature = "sqlite")]

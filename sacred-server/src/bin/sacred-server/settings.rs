@@ -53,6 +53,13 @@ pub(crate) struct Cli {
     /// recently published streams are deleted first [default: none].
     #[arg(long, env = "SACRED_STORE_MAX_MB")]
     store_max_mb: Option<u64>,
+    /// With --store: milliseconds between checks for revoked and expired API
+    /// keys, whose live connections are then closed with 3500 [default: 5000].
+    #[arg(long, env = "SACRED_STORE_KEYS_WATCH_MS")]
+    store_keys_watch_ms: Option<u64>,
+    /// With --store: days the audit trail is kept in the store [default: 90].
+    #[arg(long, env = "SACRED_STORE_AUDIT_RETENTION_DAYS")]
+    store_audit_retention_days: Option<u64>,
     /// With --store: write a backup into this directory every
     /// store.backup_interval_secs (daily) [default: no backups].
     #[arg(long, env = "SACRED_STORE_BACKUP_DIR")]
@@ -197,6 +204,64 @@ pub(crate) enum Command {
     },
     /// Print the store's sizes as JSON (bytes: the file and its WAL together).
     Stats,
+    /// Print the store's audit trail as JSON lines, newest first.
+    Audit {
+        /// Only events of this kind (auth_failure, key_created, admin_call, ...).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only events about this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Manage the API keys in the store (safe while the server runs).
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+}
+
+/// `sacred-server keys ...`: API keys in the store.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Create a key; prints its record and its secret (shown once) as JSON.
+    Create {
+        /// The user the key authenticates as.
+        #[arg(long)]
+        user: String,
+        /// What the key is for.
+        #[arg(long)]
+        name: String,
+        /// The connections' rate tier [default: none].
+        #[arg(long)]
+        tier: Option<String>,
+        /// Days until the key stops working [default: never].
+        #[arg(long)]
+        expires_in_days: Option<u64>,
+    },
+    /// List keys (never their secrets) as JSON lines, oldest first.
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke key ID: refused at once, live connections closed within
+    /// store.keys_watch_ms.
+    Revoke {
+        /// The key's id.
+        id: String,
+    },
+    /// Replace key ID by a new one; the old one works for the grace.
+    Rotate {
+        /// The key's id.
+        id: String,
+        /// Seconds the old key keeps working.
+        #[arg(long, default_value_t = 86_400)]
+        grace_secs: u64,
+    },
 }
 
 /// How log lines are written.
@@ -405,6 +470,11 @@ pub(crate) struct StoreSettings {
     pub(crate) backup_interval_secs: Option<u64>,
     /// Scheduled backups kept, the oldest deleted [default: 7].
     pub(crate) backup_keep: Option<usize>,
+    /// Milliseconds between checks for revoked or expired API keys
+    /// [default: 5000].
+    pub(crate) keys_watch_ms: Option<u64>,
+    /// Days the audit trail is kept [default: 90].
+    pub(crate) audit_retention_days: Option<u64>,
 }
 
 /// When the store fsyncs.
@@ -607,6 +677,12 @@ impl Settings {
         if let Some(mb) = cli.store_max_mb {
             settings.store.max_mb = Some(mb);
         }
+        if let Some(ms) = cli.store_keys_watch_ms {
+            settings.store.keys_watch_ms = Some(ms);
+        }
+        if let Some(days) = cli.store_audit_retention_days {
+            settings.store.audit_retention_days = Some(days);
+        }
         if let Some(dir) = &cli.store_backup_dir {
             settings.store.backup_dir = Some(dir.clone());
         }
@@ -628,6 +704,12 @@ impl Settings {
                 );
             }
         }
+        if settings.store.audit_retention_days == Some(0) {
+            return Err("store audit_retention_days must be greater than zero".into());
+        }
+        if settings.store.keys_watch_ms == Some(0) {
+            return Err("store keys_watch_ms must be greater than zero".into());
+        }
         if settings.store.sync_interval_ms == Some(0) {
             return Err("store sync_interval_ms must be greater than zero".into());
         }
@@ -638,7 +720,9 @@ impl Settings {
             || store.keep_idle_secs.is_some()
             || store.backup_dir.is_some()
             || store.backup_interval_secs.is_some()
-            || store.backup_keep.is_some();
+            || store.backup_keep.is_some()
+            || store.keys_watch_ms.is_some()
+            || store.audit_retention_days.is_some();
         if store.url.is_none() && store_settings && cli.command.is_none() {
             return Err(
                 "store settings (--store-sync, --store-max-mb, --store-backup-dir, [store] keys) \
@@ -790,6 +874,41 @@ user = "ada"
         assert!(err.contains("sqlite:PATH"), "{err}");
         let ok = load(&["--store", "sqlite:history.db", "--store-max-mb", "5"]).unwrap();
         assert_eq!(ok.store.max_mb, Some(5));
+    }
+
+    #[test]
+    fn the_keys_watch_interval_needs_a_store_and_is_positive() {
+        let load = |args: &[&str]| {
+            let cli = Cli::parse_from(std::iter::once("sacred-server").chain(args.iter().copied()));
+            Settings::load(&cli)
+        };
+        assert_eq!(
+            load(&[]).unwrap().store.keys_watch_ms,
+            None,
+            "default: 5000 in main.rs"
+        );
+        let err = load(&["--store-keys-watch-ms", "100"]).unwrap_err();
+        assert!(err.contains("need a store"), "{err}");
+        let err = load(&["--store", "sqlite:h.db", "--store-keys-watch-ms", "0"]).unwrap_err();
+        assert!(err.contains("keys_watch_ms"), "{err}");
+        let ok = load(&["--store", "sqlite:h.db", "--store-keys-watch-ms", "100"]).unwrap();
+        assert_eq!(ok.store.keys_watch_ms, Some(100));
+        let err = load(&[
+            "--store",
+            "sqlite:h.db",
+            "--store-audit-retention-days",
+            "0",
+        ])
+        .unwrap_err();
+        assert!(err.contains("audit_retention_days"), "{err}");
+        let ok = load(&[
+            "--store",
+            "sqlite:h.db",
+            "--store-audit-retention-days",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!(ok.store.audit_retention_days, Some(7));
     }
 
     #[test]

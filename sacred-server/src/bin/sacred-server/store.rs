@@ -122,6 +122,10 @@ pub(crate) async fn run(
                 writeln!(out, "{}", serde_json::to_string(&publication)?)?;
             }
         }
+        Command::Keys { action } => crate::keys::run(action, &path, settings).await?,
+        Command::Audit { kind, user, limit } => {
+            crate::keys::audit(&path, settings, kind, user, limit).await?;
+        }
         Command::Stats => {
             // Sizes only: the upkeep counters (pruned, capped, backups) are
             // the server process's own, in its log and Hub::store_stats.

@@ -231,6 +231,25 @@ impl Drop for SqliteHistory {
     }
 }
 
+/// A connection of its own to the store's file at `path`, for the tables
+/// beside the history (API keys, the audit trail): WAL, a busy timeout, the
+/// schema brought up to date. Safe while a server has the file open.
+pub(crate) fn open_side_connection(path: &Path) -> Result<Connection, SqliteError> {
+    let open_failed = |source| SqliteError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let mut connection = Connection::open(path).map_err(open_failed)?;
+    schema::configure(&connection, Durability::Always).map_err(open_failed)?;
+    Migrations::from_slice(schema::MIGRATIONS)
+        .to_latest(&mut connection)
+        .map_err(|source| SqliteError::Schema {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(connection)
+}
+
 impl SqliteHistory {
     /// Opens the database at `path` with `durability` and the defaults
     /// otherwise (see [`SqliteHistory::builder`]).

@@ -9,7 +9,7 @@ use super::Durability;
 
 /// The schema, one step per release that changed it; never edit a step
 /// that shipped, add one. The version is kept in SQLite's `user_version`.
-pub(super) const MIGRATIONS: &[M<'static>] = &[
+pub(crate) const MIGRATIONS: &[M<'static>] = &[
     // 1: streams and their publications (0.1).
     M::up(
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -62,12 +62,40 @@ pub(super) const MIGRATIONS: &[M<'static>] = &[
          ) WITHOUT ROWID;
          CREATE INDEX sessions_by_seen ON sessions(seen_ms);",
     ),
+    // 3: API keys (only the SHA-256 of each secret) and the audit trail.
+    M::up(
+        "CREATE TABLE api_keys (
+             id TEXT PRIMARY KEY,
+             user TEXT NOT NULL,
+             name TEXT NOT NULL,
+             tier TEXT,
+             hash BLOB NOT NULL,
+             created_ms INTEGER NOT NULL,
+             expires_ms INTEGER,
+             revoked_ms INTEGER,
+             last_used_ms INTEGER,
+             replaced_by TEXT
+         ) WITHOUT ROWID;
+         CREATE INDEX api_keys_by_user ON api_keys(user);
+         CREATE TABLE audit (
+             id INTEGER PRIMARY KEY,
+             at_ms INTEGER NOT NULL,
+             kind TEXT NOT NULL,
+             actor TEXT,
+             address TEXT,
+             user TEXT,
+             client TEXT,
+             detail TEXT NOT NULL
+         );
+         CREATE INDEX audit_by_time ON audit(at_ms);
+         CREATE INDEX audit_by_user ON audit(user, at_ms) WHERE user IS NOT NULL;",
+    ),
 ];
 
 /// WAL, the durability's `synchronous` level, foreign keys (a stream's
 /// publications go with it), and a wait instead of an error when another
 /// connection holds a lock for a moment.
-pub(super) fn configure(connection: &Connection, durability: Durability) -> rusqlite::Result<()> {
+pub(crate) fn configure(connection: &Connection, durability: Durability) -> rusqlite::Result<()> {
     connection.busy_timeout(Duration::from_secs(5))?;
     let mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {

@@ -244,7 +244,7 @@ impl HubBuilder {
     }
 
     /// Where the audit trail is kept (default: the latest 10,000 events in
-    /// memory, [`MemoryAudit`]). Every event is also a log line, target `sacred::audit`.
+    /// memory, [`MemoryAudit`](crate::MemoryAudit)). Every event is also a log line, target `sacred::audit`.
     pub fn audit_log(mut self, audit: impl AuditLog) -> Self {
         self.audit = Some(Arc::new(audit));
         self

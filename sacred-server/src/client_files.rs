@@ -135,6 +135,15 @@ fn serve(files: &HashMap<String, File>, name: &str, headers: &HeaderMap) -> Resp
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // A page served beside the package (a demo, the README's example) runs
+    // its own scripts and connects to the hub: it may not be framed, and
+    // nothing more; the package's own files get the strict policy.
+    if file.content_type.starts_with("text/html") {
+        set.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        );
+    }
     if !fresh {
         set.insert(
             header::CONTENT_TYPE,

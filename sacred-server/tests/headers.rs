@@ -65,6 +65,11 @@ fn assert_secure(head: &str) {
 async fn every_response_carries_the_security_headers() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("index.js"), "export const hello = 1;\n").unwrap();
+    std::fs::write(
+        dir.path().join("demo.html"),
+        "<!doctype html><script type=module>import './index.js'</script>\n",
+    )
+    .unwrap();
     let (router, hub) = Hub::builder().options(unlimited()).build().unwrap();
     let admin = AdminApi::new(hub.clone())
         .credential("ops", [7u8; 32].to_vec())
@@ -112,6 +117,19 @@ async fn every_response_carries_the_security_headers() {
         let head = head(server.addr, probe, "").await;
         assert_eq!(header(&head, "cache-control"), Some("no-store"), "{probe}");
     }
+    // A page beside the package runs its scripts: only framing is refused.
+    let page = head(
+        server.addr,
+        &format!("GET /client/v{version}/demo.html HTTP/1.1"),
+        "",
+    )
+    .await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert_eq!(
+        header(&page, "content-security-policy"),
+        Some("frame-ancestors 'none'")
+    );
+    assert_eq!(header(&page, "x-frame-options"), Some("DENY"));
     // The upgrade itself is answered with them too.
     let head = head(server.addr, "GET /ws HTTP/1.1", upgrade).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");

@@ -24,7 +24,6 @@ use crate::auth::{AuthError, ConnectContext, Identity};
 use crate::hooks::{ClientContext, DisconnectContext, guarded};
 use crate::hub::Hub;
 use crate::id::random_id;
-use crate::lockout::Failed;
 use crate::outbound::{self, Closing, Outbound};
 use crate::rpc::RpcContext;
 use crate::time::now_ms;
@@ -579,16 +578,8 @@ impl Connection {
                 .address(ip)
                 .user(user),
         );
-        if let (AuthError::InvalidToken, Some(ip)) = (err, ip)
-            && let Failed::Locked(length) = self.hub.inner.admission.lockout.failed(ip)
-        {
-            self.hub.audit(
-                AuditEvent::new(
-                    AuditKind::Lockout,
-                    format!("locked out for {} s", length.as_secs()),
-                )
-                .address(Some(ip)),
-            );
+        if let (AuthError::InvalidToken, Some(ip)) = (err, ip) {
+            self.hub.failed_authentication(ip);
         }
     }
 

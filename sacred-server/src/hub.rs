@@ -466,6 +466,21 @@ impl Hub {
         }
     }
 
+    /// Counts a wrong credential from `ip` (a token at connect or refresh, an
+    /// admin signature) toward its lockout, and records the lock if this
+    /// one imposed it.
+    pub(crate) fn failed_authentication(&self, ip: std::net::IpAddr) {
+        if let crate::lockout::Failed::Locked(length) = self.inner.admission.lockout.failed(ip) {
+            self.audit(
+                AuditEvent::new(
+                    AuditKind::Lockout,
+                    format!("locked out for {} s", length.as_secs()),
+                )
+                .address(Some(ip)),
+            );
+        }
+    }
+
     /// A refresh may authenticate with another credential (a rotated key).
     pub(crate) fn set_credential(&self, client: &str, credential: Option<String>) {
         if let Some(mut entry) = self.inner.node.clients.get_mut(client) {

@@ -38,7 +38,6 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::audit::{AuditEvent, AuditKind, AuditQuery};
 use crate::hub::Hub;
-use crate::lockout::Failed;
 pub use sign::{
     CREDENTIAL_HEADER, MIN_SECRET_BYTES, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
     canonical, sign,
@@ -349,16 +348,8 @@ impl Admin {
             )
             .address(ip),
         );
-        if let (Refusal::BadSignature, Some(ip)) = (refusal, ip)
-            && let Failed::Locked(length) = self.hub.inner.admission.lockout.failed(ip)
-        {
-            self.hub.audit(
-                AuditEvent::new(
-                    AuditKind::Lockout,
-                    format!("locked out for {} s", length.as_secs()),
-                )
-                .address(Some(ip)),
-            );
+        if let (Refusal::BadSignature, Some(ip)) = (refusal, ip) {
+            self.hub.failed_authentication(ip);
         }
     }
 }

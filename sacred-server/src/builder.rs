@@ -43,6 +43,10 @@ pub struct HubBuilder {
     rpc: HashMap<String, RpcHandler>,
     hooks: Hooks,
     audit: Option<Arc<dyn AuditLog>>,
+    #[cfg(feature = "prometheus")]
+    prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Whether the hub's router leaves `/metrics` out (it is served apart).
+    metrics_apart: bool,
 }
 
 /// A setting [`HubBuilder::build`] refused.
@@ -64,6 +68,23 @@ pub enum BuildError {
 }
 
 impl HubBuilder {
+    /// Serves `/metrics` from this Prometheus recorder's handle (see
+    /// [`crate::install_prometheus`], which installs one): the hub's
+    /// metrics and whatever else the process records. Install the recorder
+    /// before building the hub.
+    #[cfg(feature = "prometheus")]
+    pub fn prometheus(mut self, handle: metrics_exporter_prometheus::PrometheusHandle) -> Self {
+        self.prometheus = Some(handle);
+        self
+    }
+
+    /// Leaves `/metrics` out of the hub's router, to serve it on an
+    /// internal address instead ([`Hub::metrics_router`]).
+    pub fn metrics_apart(mut self) -> Self {
+        self.metrics_apart = true;
+        self
+    }
+
     /// Replaces every option at once (e.g. read from a config file).
     pub fn options(mut self, options: HubOptions) -> Self {
         self.options = options;
@@ -309,9 +330,11 @@ impl HubBuilder {
             rpc: self.rpc,
             hooks: self.hooks,
             audit,
+            #[cfg(feature = "prometheus")]
+            prometheus: self.prometheus,
         };
         let hub = Hub::new(options, parts);
-        Ok((crate::router::router(hub.clone()), hub))
+        Ok((crate::router::router(hub.clone(), self.metrics_apart), hub))
     }
 }
 

@@ -13,9 +13,10 @@ use axum::http::HeaderMap;
 use futures_util::StreamExt;
 use futures_util::stream::SplitStream;
 use sacred_proto::{
-    ClientMessage, Codec, Command, ConnectReply, ConnectRequest, DisconnectCode, ErrorCode, Peer,
-    Ping, PongReply, PresenceReply, RefreshReply, RefreshRequest, Reply, ReplyError, RpcReply,
-    RpcRequest, SendReply, ServerMessage, SubscribeRequest, UnsubscribeReply, Unsubscribed,
+    ClientMessage, Codec, Command, CommandKind, ConnectReply, ConnectRequest, DisconnectCode,
+    ErrorCode, Peer, Ping, PongReply, PresenceReply, RefreshReply, RefreshRequest, Reply,
+    ReplyError, RpcReply, RpcRequest, SendReply, ServerMessage, SubscribeRequest, UnsubscribeReply,
+    Unsubscribed,
 };
 use tokio::time::{Instant, sleep_until};
 
@@ -45,6 +46,7 @@ pub(crate) async fn serve(hub: Hub, socket: WebSocket, codec: Codec, upgrade: Up
         sink,
         outbound.clone(),
         hub.options().write_delay,
+        hub.inner.metrics.sent_bytes.clone(),
     ));
     let mut connection = Connection {
         connect_deadline: Instant::now() + hub.options().connect_timeout,
@@ -56,6 +58,7 @@ pub(crate) async fn serve(hub: Hub, socket: WebSocket, codec: Codec, upgrade: Up
         session: None,
         subs: HashSet::new(),
         pong_due: None,
+        ping_sent: None,
         peer_close: None,
         rate: None,
     };
@@ -64,7 +67,9 @@ pub(crate) async fn serve(hub: Hub, socket: WebSocket, codec: Codec, upgrade: Up
     // largest state, and an idle connection should not carry this one's.
     Box::pin(connection.leave()).await;
     let _ = writer.await;
-    Box::pin(connection.tell_host()).await;
+    let (code, reason) = connection.ended();
+    connection.hub.inner.metrics.disconnected(code);
+    Box::pin(connection.tell_host(code, reason)).await;
 }
 
 struct Connection {
@@ -83,6 +88,8 @@ struct Connection {
     connect_deadline: Instant,
     /// After a ping: when the connection is closed unless a command arrives.
     pong_due: Option<Instant>,
+    /// When the last ping went, until its pong (the heartbeat round trip).
+    ping_sent: Option<Instant>,
     /// The code and reason of the client's close frame, if it sent one.
     peer_close: Option<(u16, String)>,
     /// The command rate limit of the connection's tier, if it has one
@@ -244,12 +251,18 @@ impl Connection {
             session.next_ping += session.ping_interval;
             self.pong_due
                 .get_or_insert_with(|| Instant::now() + self.hub.options().pong_timeout);
+            self.ping_sent.get_or_insert_with(Instant::now);
             self.outbound
                 .send_message(&ServerMessage::push(Ping::new(now_ms())));
         }
     }
 
     async fn frame(&mut self, bytes: &[u8]) {
+        self.hub
+            .inner
+            .metrics
+            .received_bytes
+            .increment(bytes.len() as u64);
         let limits = &self.hub.options().limits;
         let messages = match self.codec.decode::<ClientMessage>(bytes, limits) {
             Ok(messages) => messages,
@@ -272,7 +285,10 @@ impl Connection {
             }
             let ClientMessage { id, command } = message;
             if let Command::Connect(connect) = command {
+                let started = Instant::now();
                 self.connect(id, connect).await;
+                let took = started.elapsed();
+                self.hub.inner.metrics.command(CommandKind::Connect, took);
                 continue;
             }
             let Some(peer) = self.session.as_ref().map(|session| session.peer.clone()) else {
@@ -288,6 +304,9 @@ impl Connection {
                         self.outbound.close(DisconnectCode::TOO_MANY_REQUESTS);
                         return;
                     }
+                    let metrics = &self.hub.inner.metrics;
+                    metrics.rate_limited.increment(1);
+                    metrics.error(ErrorCode::TOO_MANY_REQUESTS);
                     self.outbound
                         .send_message(&ServerMessage::error(id, ErrorCode::TOO_MANY_REQUESTS));
                     continue;
@@ -300,13 +319,31 @@ impl Connection {
 
     /// Runs a command of a connected client and queues its reply.
     async fn execute(&mut self, id: u32, command: Command, peer: Peer) {
+        let kind = command.kind();
+        let started = Instant::now();
+        let result = self.run_command(command, peer).await;
+        let metrics = &self.hub.inner.metrics;
+        metrics.command(kind, started.elapsed());
+        if let Err(err) = &result {
+            metrics.error(err.error_code());
+        }
+        let reply = ServerMessage::Reply { id, result };
+        if kind == CommandKind::Subscribe {
+            // Its publications were held behind the reply (see `subscribe`).
+            self.outbound.release(&reply);
+        } else {
+            self.outbound.send_message(&reply);
+        }
+    }
+
+    /// A command's reply, or why it was refused.
+    async fn run_command(&mut self, command: Command, peer: Peer) -> Result<Reply, ReplyError> {
         let message = matches!(command, Command::Publish(_) | Command::Send(_));
         let result = match command {
             Command::Connect(_) => Err(ErrorCode::ALREADY_CONNECTED.into()),
             Command::Subscribe(subscribe) => {
                 self.outbound.hold();
-                let result = self.subscribe(&peer, &subscribe).await.map(Reply::from);
-                return self.outbound.release(&ServerMessage::Reply { id, result });
+                return self.subscribe(&peer, &subscribe).await.map(Reply::from);
             }
             Command::Unsubscribe(unsubscribe) => {
                 let result = self.hub.unsubscribe(&peer.id, &unsubscribe.channel).await;
@@ -342,7 +379,13 @@ impl Connection {
                 Err(err) => Err(err),
             },
             Command::Rpc(rpc) => self.rpc(peer, rpc).await,
-            Command::Pong(_) => Ok(PongReply::new(now_ms()).into()),
+            Command::Pong(_) => {
+                if let Some(sent) = self.ping_sent.take() {
+                    let rtt = sent.elapsed().as_secs_f64();
+                    self.hub.inner.metrics.heartbeat_rtt.record(rtt);
+                }
+                Ok(PongReply::new(now_ms()).into())
+            }
             Command::Refresh(refresh) => self.refresh(&peer, refresh).await,
             Command::Search(search) => match self.may_use(&search.channel) {
                 Ok(()) => self.hub.search_of(&peer, &search).await.map(Reply::from),
@@ -352,8 +395,7 @@ impl Connection {
         if let (true, Ok(_), Some(session)) = (message, &result, &mut self.session) {
             session.messages += 1;
         }
-        self.outbound
-            .send_message(&ServerMessage::Reply { id, result });
+        result
     }
 
     async fn connect(&mut self, id: u32, request: ConnectRequest) {
@@ -368,6 +410,9 @@ impl Connection {
             .and_then(|ip| hub.inner.admission.lockout.locked(ip))
         {
             tracing::debug!(?wait, "connect refused: the address is locked out");
+            hub.inner
+                .metrics
+                .refused(crate::telemetry::Refusal::Lockout);
             return self.outbound.close_with(
                 DisconnectCode::TOO_MANY_REQUESTS,
                 "this address failed to authenticate too often; retry later",
@@ -395,6 +440,7 @@ impl Connection {
             }
             Ok(Err(err)) => {
                 tracing::debug!(%err, "connect refused");
+                hub.inner.metrics.refused(crate::telemetry::Refusal::Auth);
                 self.failed_authentication(&err, "connect", None);
                 return self.outbound.close(err.disconnect_code());
             }
@@ -573,6 +619,7 @@ impl Connection {
     /// an identity refused by policy, is not a guess).
     fn failed_authentication(&self, err: &AuthError, during: &str, user: Option<&str>) {
         let ip = self.ip();
+        self.hub.inner.metrics.auth_failures.increment(1);
         self.hub.audit(
             AuditEvent::new(AuditKind::AuthFailure, format!("{during}: {err}"))
                 .address(ip)
@@ -611,18 +658,23 @@ impl Connection {
         self.hub.unregister(&session.peer).await;
     }
 
-    /// Records the session for last seen and tells the host's
-    /// `on_disconnect` hook how the connection ended.
-    async fn tell_host(self) {
-        let Some(session) = self.session else { return };
-        self.hub
-            .record_session(&session.peer, session.connected_ms, session.messages);
+    /// How the connection ended: the server's close code and reason, the
+    /// client's close frame, or 1006 (abnormal closure) without either.
+    fn ended(&mut self) -> (u16, String) {
         let closing = self.outbound.closing().borrow().clone();
-        let (code, reason) = match (closing, self.peer_close) {
+        match (closing, self.peer_close.take()) {
             (Some(Closing::Disconnect(code, reason)), _) => (code.as_u16(), reason),
             (_, Some(close)) => close,
             _ => (1006, String::new()),
-        };
+        }
+    }
+
+    /// Records the session for last seen and tells the host's
+    /// `on_disconnect` hook how the connection ended.
+    async fn tell_host(self, code: u16, reason: String) {
+        let Some(session) = self.session else { return };
+        self.hub
+            .record_session(&session.peer, session.connected_ms, session.messages);
         let context = DisconnectContext {
             client: session.peer,
             code,

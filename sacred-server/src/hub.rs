@@ -18,6 +18,7 @@ use crate::audit::{AuditError, AuditEvent, AuditKind, AuditLog, AuditQuery};
 use crate::auth::Authenticator;
 use crate::broker::{Broker, BrokerError};
 use crate::builder::HubBuilder;
+use crate::health::{Health, Tracker};
 use crate::history::{
     HistoryError, HistoryStore, LastSeen, Query, Retention, Search, SearchPage, Session, StoreStats,
 };
@@ -27,6 +28,7 @@ use crate::options::{Access, HubOptions, NamespaceOptions};
 use crate::outbound::Outbound;
 use crate::presence::PresenceStore;
 use crate::rpc::RpcHandler;
+use crate::telemetry::{Metrics, Refusal, Sample, StoreSample};
 use crate::time::now_ms;
 
 /// The hub handle: publish from host code, send to one client, read presence,
@@ -58,6 +60,13 @@ pub(crate) struct HubInner {
     client_left: Notify,
     /// Connections registered on this node (the `max_connections` count).
     registered: AtomicUsize,
+    /// What the hot paths count.
+    pub(crate) metrics: Metrics,
+    /// Uptime and the backends' last errors, for `/health` and `/ready`.
+    pub(crate) health: Tracker,
+    /// The recorder `/metrics` renders, when the host gave one.
+    #[cfg(feature = "prometheus")]
+    pub(crate) prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// What the builder assembled a hub from, besides its options.
@@ -69,6 +78,8 @@ pub(crate) struct HubParts {
     pub(crate) rpc: HashMap<String, RpcHandler>,
     pub(crate) hooks: Hooks,
     pub(crate) audit: Arc<dyn AuditLog>,
+    #[cfg(feature = "prometheus")]
+    pub(crate) prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// A client connected to this node ([`Hub::clients`]).
@@ -119,8 +130,11 @@ impl Hub {
             rpc,
             hooks,
             audit,
+            #[cfg(feature = "prometheus")]
+            prometheus,
         } = parts;
-        let node = Node::new();
+        let metrics = Metrics::register();
+        let node = Node::new(metrics.deliveries.clone());
         broker.attach(Arc::clone(&node) as _);
         let inner = HubInner {
             admission: crate::admission::Admission::new(&options),
@@ -136,8 +150,19 @@ impl Hub {
             ready: AtomicBool::new(true),
             client_left: Notify::new(),
             registered: AtomicUsize::new(0),
+            metrics,
+            health: Tracker::new(),
+            #[cfg(feature = "prometheus")]
+            prometheus,
         };
         let inner = Arc::new(inner);
+        #[cfg(feature = "prometheus")]
+        if let (Some(handle), Ok(runtime)) = (
+            inner.prometheus.clone(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            drop(runtime.spawn(crate::prometheus::upkeep(Arc::downgrade(&inner), handle)));
+        }
         if let Some(every) = inner.presence.refresh_interval() {
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => drop(runtime.spawn(refresh_presence(Arc::downgrade(&inner), every))),
@@ -358,6 +383,97 @@ impl Hub {
         self.inner.broker.is_available()
     }
 
+    /// Whether the history store serves now, as far as the hub saw (true
+    /// without one): `/ready` answers 503 while it does not.
+    pub fn store_available(&self) -> bool {
+        !self.inner.health.store.is_failing()
+    }
+
+    /// The hub's health, as `/health` serves it: uptime, load, and the
+    /// state of the broker and the history store with their last errors.
+    pub fn health(&self) -> Health {
+        let tracker = &self.inner.health;
+        // A broker knows whether it is connected; a store is judged by
+        // what the hub last saw of it.
+        let broker = tracker.broker.report(self.broker_available());
+        let store =
+            (self.inner.history.as_ref()).map(|_| tracker.store.report(self.store_available()));
+        let status = if !self.is_ready() {
+            "draining"
+        } else if !broker.up || store.as_ref().is_some_and(|store| !store.up) {
+            "degraded"
+        } else {
+            "ok"
+        };
+        Health {
+            status,
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_secs: tracker.started.elapsed().as_secs(),
+            connections: self.connections(),
+            channels: self.channels(),
+            broker,
+            store,
+        }
+    }
+
+    /// Tells every client here to move to `url` (or to reconnect where it
+    /// connected, with `None`) by `at_ms` (milliseconds since the Unix
+    /// epoch): the `migrate` push of a blue-green move. Clients reconnect
+    /// there at a random moment before then. Returns how many were told.
+    pub fn migrate(&self, url: Option<String>, at_ms: u64) -> usize {
+        let advice = ServerMessage::push(Migrate::new(url, at_ms));
+        let mut told = 0;
+        for client in self.inner.node.clients.iter() {
+            client.outbound.send_message(&advice);
+            told += 1;
+        }
+        told
+    }
+
+    /// A router with `/health`, `/ready` and `/metrics`, to serve on an
+    /// internal address that scrapers and probes reach and clients do not
+    /// (see [`HubBuilder::metrics_apart`]).
+    pub fn metrics_router(&self) -> axum::Router {
+        crate::router::internal(self.clone())
+    }
+
+    /// The gauges `/metrics` shows, sampled from the hub's state now.
+    pub(crate) async fn sample(&self) -> Sample {
+        let window = self.inner.options.coherence_window;
+        let mut sample = Sample {
+            coherence_window: window,
+            ready: self.is_ready(),
+            broker_up: self.broker_available(),
+            lockouts: self.lockouts(),
+            uptime: self.inner.health.started.elapsed(),
+            ..Sample::default()
+        };
+        for client in self.inner.node.clients.iter() {
+            let info = &client.peer.info;
+            let labels = (
+                crate::telemetry::kind_label(info),
+                crate::telemetry::runtime_label(info),
+            );
+            *sample.connections.entry(labels).or_default() += 1;
+        }
+        let coherence = self.inner.node.coherence(window);
+        sample.channels = coherence.channels;
+        sample.subscriptions = coherence.subscriptions;
+        sample.subscribers = coherence.subscribers;
+        sample.caught_up = coherence.caught_up;
+        if let Some(history) = &self.inner.history {
+            let (up, stats) = match history.stats().await {
+                Ok(stats) => (self.store_available(), stats),
+                Err(err) => {
+                    self.inner.health.store.failed(&ErrorChain(&err));
+                    (false, StoreStats::default())
+                }
+            };
+            sample.store = Some(StoreSample { up, stats });
+        }
+        sample
+    }
+
     /// Whether the hub accepts connections (false once shutdown began).
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::Acquire)
@@ -372,10 +488,7 @@ impl Hub {
             return;
         }
         let drain = self.inner.options.drain;
-        let advice = ServerMessage::push(Migrate::new(None, now_ms() + drain.as_millis() as u64));
-        for client in self.inner.node.clients.iter() {
-            client.outbound.send_message(&advice);
-        }
+        self.migrate(None, now_ms() + drain.as_millis() as u64);
         let everyone_left = async {
             loop {
                 let left = self.inner.client_left.notified();
@@ -432,8 +545,10 @@ impl Hub {
         let max = self.inner.options.max_connections;
         if self.inner.registered.fetch_add(1, Ordering::AcqRel) >= max && max > 0 {
             self.inner.registered.fetch_sub(1, Ordering::AcqRel);
+            self.inner.metrics.refused(Refusal::Limit);
             return Err("too many connections on this server");
         }
+        self.inner.metrics.accepted(&peer.info);
         let client = Client {
             peer: peer.clone(),
             outbound,
@@ -455,6 +570,7 @@ impl Hub {
         match self.inner.presence.user_connections(user).await {
             Ok(held) if held > max => {
                 tracing::debug!(user, held, max, "connection refused: the user has enough");
+                self.inner.metrics.refused(Refusal::Limit);
                 self.unregister(peer).await;
                 Err("too many connections for this user")
             }
@@ -568,12 +684,33 @@ impl Hub {
         let retention = (options.history_size > 0).then(|| {
             Retention::new(options.history_size, options.history_ttl).searchable(options.search)
         });
+        let started = std::time::Instant::now();
         let stored = self
             .inner
             .broker
             .publish(channel, publication, retention)
-            .await
-            .map_err(broker_error)?;
+            .await;
+        let metrics = &self.inner.metrics;
+        metrics
+            .broker_publish
+            .record(started.elapsed().as_secs_f64());
+        // With the in-process broker a failure is the history store's.
+        let backend = match self.inner.history {
+            Some(_) => &self.inner.health.store,
+            None => &self.inner.health.broker,
+        };
+        let stored = match stored {
+            Ok(stored) => {
+                backend.succeeded();
+                metrics.publications.increment(1);
+                stored
+            }
+            Err(err) => {
+                backend.failed(&ErrorChain(&err));
+                metrics.broker_errors.increment(1);
+                return Err(broker_error(err));
+            }
+        };
         let mut reply = PublishReply::default();
         reply.offset = stored.offset;
         reply.epoch.clone_from(&stored.epoch);
@@ -711,6 +848,16 @@ impl Hub {
             }
             None => None,
         };
+        let metrics = &self.inner.metrics;
+        if request.recover.is_some() {
+            match &recovered {
+                Some(page) => {
+                    metrics.recovered.increment(1);
+                    metrics.replayed.increment(page.publications.len() as u64);
+                }
+                None => metrics.not_recovered.increment(1),
+            }
+        }
         let page = match recovered {
             Some(page) => {
                 reply.recovered = true;

@@ -34,7 +34,10 @@
 //! - `hub`: [`Hub`], the shared state (clients, channels) and host operations.
 //! - `connection`: the task per socket: protocol, timers, commands.
 //! - `outbound`: the per-connection queue bounded in bytes, and its writer.
-//! - `router`: `/ws` (with subprotocol negotiation), `/health`, `/ready`.
+//! - `router`: `/ws` (with subprotocol negotiation), `/health` (JSON),
+//!   `/ready`, `/metrics`.
+//! - `telemetry`, `prometheus`: what the hub counts (the `metrics` facade)
+//!   and `/metrics` in Prometheus text; `health`: [`Health`].
 //! - `options`: [`HubOptions`], [`NamespaceOptions`], [`Access`], [`ApiKey`].
 //! - `auth`: the [`Authenticator`] extension point, its [`ConnectContext`], [`StaticKeys`].
 //! - [`admin`]: the signed admin API ([`AdminApi`]) and how callers sign.
@@ -53,6 +56,7 @@
 //! |---|---|---|
 //! | `cli` | yes | the `sacred-server` binary (clap, TOML, hyper's HTTP/1.1 server, log formatting); embedders can turn it off |
 //! | `sqlite` | yes | `SqliteHistory`: durable streams for one node in an SQLite file (SQLite compiled in), `--store`; `SqliteKeys`: API keys with a lifecycle in the same file; `SqliteAudit`: the audit trail there |
+//! | `prometheus` | yes | `/metrics` in Prometheus text: [`install_prometheus`], [`HubBuilder::prometheus`] |
 //! | `redis` | no | `RedisBroker` and `RedisPresence`: several nodes on Redis, `--broker` |
 //!
 //! # Decisions
@@ -82,6 +86,7 @@ mod builder;
 mod client_files;
 mod connection;
 mod headers;
+mod health;
 mod history;
 mod hooks;
 mod hub;
@@ -91,12 +96,15 @@ mod node;
 mod options;
 mod outbound;
 mod presence;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 #[cfg(feature = "redis")]
 mod redis_broker;
 mod router;
 mod rpc;
 #[cfg(any(feature = "redis", feature = "sqlite"))]
 mod stored;
+mod telemetry;
 mod time;
 
 /// The README's examples, compiled (and run where they do not serve) as doctests.
@@ -116,6 +124,7 @@ pub use auth::{AuthError, Authenticator, Chain, ConnectContext, Identity, Static
 pub use broker::{Broker, BrokerError, BrokerEvents, MemoryBroker};
 pub use builder::{BuildError, HubBuilder};
 pub use client_files::ClientFiles;
+pub use health::{Backend, Health, LastError};
 #[cfg(feature = "sqlite")]
 pub use history::{Backups, Durability, SqliteBuilder, SqliteError, SqliteHistory};
 pub use history::{
@@ -129,6 +138,8 @@ pub use hooks::{
 pub use hub::{ConnectedClient, Hub, PublishError, SendError};
 pub use options::{ADMIN_TIER, Access, ApiKey, HubOptions, NamespaceOptions, Tier};
 pub use presence::{MemoryPresence, PresenceStore};
+#[cfg(feature = "prometheus")]
+pub use prometheus::{PrometheusError, install_prometheus};
 #[cfg(feature = "redis")]
 pub use redis_broker::{RedisBroker, RedisConfig, RedisPresence, RedisSetupError};
 pub use rpc::{RpcContext, RpcError};

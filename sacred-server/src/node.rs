@@ -32,7 +32,6 @@ const GAP_PATIENCE: Duration = Duration::from_secs(1);
 const MAX_HELD: usize = 1024;
 
 /// This node's clients and channel members.
-#[derive(Default)]
 pub(crate) struct Node {
     /// Connected clients by client id.
     pub(crate) clients: DashMap<String, Client>,
@@ -40,6 +39,20 @@ pub(crate) struct Node {
     channels: DashMap<String, Arc<LocalChannel>>,
     /// This node, for the timers it starts (set by the hub).
     this: OnceLock<Weak<Node>>,
+    /// Publications queued to members (`sacred_deliveries_total`).
+    deliveries: metrics::Counter,
+}
+
+/// The channels and subscribers of a node, and how many of them are caught
+/// up ([`Node::coherence`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Coherence {
+    pub(crate) channels: usize,
+    pub(crate) subscriptions: usize,
+    /// Clients with at least one subscription.
+    pub(crate) subscribers: usize,
+    /// Of those, the ones whose queue drained within the window.
+    pub(crate) caught_up: usize,
 }
 
 /// A connected client, as the hub reaches it.
@@ -134,16 +147,21 @@ impl Member {
 }
 
 impl Members {
-    /// Queues `publication` to every member that takes it, noting congestion.
-    fn deliver(&mut self, publication: &Arc<Publication>) {
+    /// Queues `publication` to every member that takes it, noting
+    /// congestion; returns to how many it went.
+    fn deliver(&mut self, publication: &Arc<Publication>) -> u64 {
+        let mut delivered = 0;
         let congested = fan_out(
-            self.by_client
-                .values_mut()
-                .filter_map(|m| m.accepts(publication).then_some(&m.outbound)),
+            self.by_client.values_mut().filter_map(|m| {
+                let accepts = m.accepts(publication);
+                delivered += u64::from(accepts);
+                accepts.then_some(&m.outbound)
+            }),
             |codec| codec.encode_publication(publication),
         );
         let room = MAX_CONGESTED.saturating_sub(self.congested.len());
         self.congested.extend(congested.into_iter().take(room));
+        delivered
     }
 }
 
@@ -163,15 +181,46 @@ pub(crate) enum Refused {
 }
 
 impl Node {
-    /// A node that knows itself (for its gap timers).
-    pub(crate) fn new() -> Arc<Node> {
-        let node = Arc::new(Node::default());
+    /// A node that knows itself (for its gap timers), counting its
+    /// deliveries on `deliveries`.
+    pub(crate) fn new(deliveries: metrics::Counter) -> Arc<Node> {
+        let node = Arc::new(Node {
+            clients: DashMap::new(),
+            channels: DashMap::new(),
+            this: OnceLock::new(),
+            deliveries,
+        });
         let _ = node.this.set(Arc::downgrade(&node));
         node
     }
 
     pub(crate) fn channel_count(&self) -> usize {
         self.channels.len()
+    }
+
+    /// Counts channels, subscriptions and subscribers, and the subscribers
+    /// whose queue drained within `window` (see [`Outbound::caught_up`]).
+    pub(crate) fn coherence(&self, window: Duration) -> Coherence {
+        let now = tokio::time::Instant::now();
+        let mut seen = std::collections::HashSet::new();
+        let mut coherence = Coherence::default();
+        let channels: Vec<Arc<LocalChannel>> =
+            self.channels.iter().map(|c| Arc::clone(&c)).collect();
+        for live in channels {
+            let members = live.members();
+            if members.by_client.is_empty() {
+                continue;
+            }
+            coherence.channels += 1;
+            coherence.subscriptions += members.by_client.len();
+            for (client, member) in &members.by_client {
+                if seen.insert(client.clone()) {
+                    coherence.subscribers += 1;
+                    coherence.caught_up += usize::from(member.outbound.caught_up(window, now));
+                }
+            }
+        }
+        coherence
     }
 
     /// Registers `peer` as a member of `channel`, its deliveries buffered if
@@ -387,6 +436,7 @@ impl Node {
     /// A publication of `channel` was lost on the way here: its subscribers
     /// recover from the stream (3005), and delivery resumes after what was held.
     fn gave_up(&self, live: &LocalChannel, channel: &str) {
+        crate::telemetry::offset_gap();
         let mut members = live.members();
         tracing::warn!(
             channel,
@@ -428,7 +478,7 @@ impl BrokerEvents for Node {
         let members = &mut *guard;
         let (Some(offset), Some(epoch)) = (publication.offset, publication.epoch.as_deref()) else {
             // No stream: nothing to order.
-            members.deliver(&publication);
+            self.deliveries.increment(members.deliver(&publication));
             return;
         };
         let stream = &mut members.stream;
@@ -438,7 +488,7 @@ impl BrokerEvents for Node {
             stream.epoch = Some(epoch.to_owned());
             stream.last = offset;
             stream.held.clear();
-            members.deliver(&publication);
+            self.deliveries.increment(members.deliver(&publication));
             return;
         }
         if offset <= stream.last {
@@ -459,10 +509,10 @@ impl BrokerEvents for Node {
             return;
         }
         stream.last = offset;
-        members.deliver(&publication);
+        self.deliveries.increment(members.deliver(&publication));
         while let Some(next) = members.stream.held.remove(&(members.stream.last + 1)) {
             members.stream.last += 1;
-            members.deliver(&next);
+            self.deliveries.increment(members.deliver(&next));
         }
     }
 
@@ -581,7 +631,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_reordered_offset_is_held_and_delivered_in_order() {
-        let node = Node::new();
+        let node = Node::new(metrics::Counter::noop());
         let outbound = member(&node);
         node.publication("c", publication(1, "e"));
         node.publication("c", publication(3, "e"));
@@ -595,7 +645,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_offset_that_never_comes_makes_the_subscribers_recover() {
-        let node = Node::new();
+        let node = Node::new(metrics::Counter::noop());
         let outbound = member(&node);
         node.publication("c", publication(1, "e"));
         node.publication("c", publication(3, "e"));
@@ -610,7 +660,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_new_epoch_closes_members_of_the_old_one() {
-        let node = Node::new();
+        let node = Node::new(metrics::Counter::noop());
         let outbound = member(&node);
         node.publication("c", publication(7, "old"));
         node.publication("c", publication(1, "new"));

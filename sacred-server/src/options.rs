@@ -237,6 +237,11 @@ pub struct HubOptions {
     /// The longest lockout; an address quiet for this long starts afresh.
     #[serde(rename = "lockout_max_secs", with = "secs")]
     pub lockout_max: Duration,
+    /// Milliseconds within which a subscriber's outbound queue must have
+    /// drained for it to count as caught up in `sacred_field_coherence`
+    /// (default 1000).
+    #[serde(rename = "coherence_window_ms", with = "millis")]
+    pub coherence_window: Duration,
     /// Options by namespace; channels of other namespaces get "unknown channel".
     pub namespaces: BTreeMap<String, NamespaceOptions>,
 }
@@ -318,6 +323,7 @@ impl Default for HubOptions {
             lockout_failures: 10,
             lockout: Duration::from_secs(60),
             lockout_max: Duration::from_secs(3600),
+            coherence_window: Duration::from_secs(1),
             namespaces: BTreeMap::from([(String::new(), NamespaceOptions::default())]),
         }
     }

@@ -167,6 +167,8 @@ pub struct StoreStats {
     pub failed_backups: u64,
     /// How long the last successful backup took.
     pub last_backup: Option<Duration>,
+    /// The store's size cap, if it has one.
+    pub max_bytes: Option<u64>,
 }
 
 /// What to read from a stream.

@@ -76,6 +76,8 @@ struct Queue {
     bytes: usize,
     /// Whether the writer has been woken for what is queued.
     woken: bool,
+    /// When the writer last wrote everything queued (for the coherence).
+    drained_at: Option<tokio::time::Instant>,
 }
 
 impl Queue {
@@ -243,12 +245,27 @@ impl Outbound {
         let left = {
             let mut queue = self.queue();
             queue.bytes = queue.bytes.saturating_sub(bytes);
+            if queue.bytes == 0 {
+                queue.drained_at = Some(tokio::time::Instant::now());
+            }
             queue.bytes
         };
         if left <= self.shared.max / 4 {
             self.shared.stuck.store(false, Ordering::Relaxed);
             self.shared.drained.notify_waiters();
         }
+    }
+
+    /// Whether the client is caught up at `now`: nothing waits for it, or
+    /// its queue was last empty within `window`. A client that keeps
+    /// reading never falls behind by more than a write; one whose queue has
+    /// not emptied for longer is out of step.
+    pub(crate) fn caught_up(&self, window: Duration, now: tokio::time::Instant) -> bool {
+        let queue = self.queue();
+        queue.bytes == 0
+            || queue
+                .drained_at
+                .is_some_and(|at| now.saturating_duration_since(at) <= window)
     }
 
     /// Closes the connection with `code` (the first close wins).
@@ -334,6 +351,7 @@ pub(crate) async fn write(
     mut sink: SplitSink<WebSocket, Message>,
     outbound: Outbound,
     delay: Duration,
+    sent: metrics::Counter,
 ) {
     let mut closing = outbound.closing();
     loop {
@@ -368,7 +386,10 @@ pub(crate) async fn write(
             },
         };
         match written {
-            Ok(()) => outbound.written(bytes),
+            Ok(()) => {
+                sent.increment(bytes as u64);
+                outbound.written(bytes);
+            }
             Err(_) => {
                 outbound.peer_gone();
                 break;

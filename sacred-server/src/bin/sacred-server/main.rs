@@ -68,10 +68,14 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         Err(err) => tracing::warn!(%err, "could not raise the open file limit"),
     }
     let jwt = jwt(&settings).await?;
-    let builder = with_store(
-        Hub::builder().options(settings.hub.clone()),
-        &settings.store,
-    )?;
+    // Installed before the hub is built, which registers its metrics.
+    let mut builder = Hub::builder()
+        .options(settings.hub.clone())
+        .prometheus(sacred_server::install_prometheus()?);
+    if settings.metrics.bind.is_some() {
+        builder = builder.metrics_apart();
+    }
+    let builder = with_store(builder, &settings.store)?;
     let (builder, api_keys) = with_api_keys(builder, &settings, jwt)?;
     let builder = with_broker(builder, &settings.broker).await?;
     let (mut router, hub) = builder.build()?;
@@ -109,6 +113,17 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         }
         None => None,
     };
+    if let Some(bind) = settings.metrics.bind {
+        let listener = TcpListener::bind(bind).await?;
+        let address = listener.local_addr()?;
+        tracing::info!(%address, "metrics and probes on http://{address}/metrics");
+        let internal = hub.metrics_router();
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, internal).await {
+                tracing::error!(%err, "the metrics address stopped");
+            }
+        });
+    }
     let listener = TcpListener::bind(settings.bind).await?;
     let address = listener.local_addr()?;
     let (ws, http) = if tls.is_some() {

@@ -150,6 +150,14 @@ pub(crate) struct Cli {
     /// and the audit trail records [default: admin].
     #[arg(long, env = "SACRED_ADMIN_NAME")]
     admin_name: Option<String>,
+    /// Serve /metrics (with /health and /ready) on this address only, not on
+    /// --bind: for scrapers on an internal network [default: /metrics on --bind].
+    #[arg(long, env = "SACRED_METRICS_BIND")]
+    metrics_bind: Option<SocketAddr>,
+    /// Milliseconds within which a subscriber's queue must have drained to
+    /// count as caught up in sacred_field_coherence [default: 1000].
+    #[arg(long, env = "SACRED_COHERENCE_WINDOW_MS")]
+    coherence_window_ms: Option<u64>,
     /// What to do instead of serving: store maintenance (see docs/operations.md).
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
@@ -292,7 +300,17 @@ pub(crate) struct Settings {
     pub(crate) admin: AdminSettings,
     pub(crate) jwt: JwtSettings,
     pub(crate) tls: TlsSettings,
+    pub(crate) metrics: MetricsSettings,
     pub(crate) hub: HubOptions,
+}
+
+/// `[metrics]`: where `/metrics` is served.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct MetricsSettings {
+    /// A separate address for `/metrics`, `/health` and `/ready` (then not
+    /// on `bind`) [default: none, on `bind`].
+    pub(crate) bind: Option<SocketAddr>,
 }
 
 /// `[tls]`: TLS in the binary (off without a certificate).
@@ -523,6 +541,7 @@ impl Default for Settings {
             admin: AdminSettings::default(),
             jwt: JwtSettings::default(),
             tls: TlsSettings::default(),
+            metrics: MetricsSettings::default(),
             hub: HubOptions::default(),
         }
     }
@@ -597,6 +616,12 @@ impl Settings {
         }
         if let Some(secs) = cli.lockout_max_secs {
             settings.hub.lockout_max = Duration::from_secs(secs);
+        }
+        if let Some(bind) = cli.metrics_bind {
+            settings.metrics.bind = Some(bind);
+        }
+        if let Some(ms) = cli.coherence_window_ms {
+            settings.hub.coherence_window = Duration::from_millis(ms);
         }
         if let Some(secs) = cli.drain_secs {
             settings.hub.drain = Duration::from_secs(secs);

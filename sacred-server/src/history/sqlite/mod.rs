@@ -324,6 +324,7 @@ impl SqliteHistory {
             backups: AtomicU64::new(0),
             failed_backups: AtomicU64::new(0),
             last_backup: Mutex::new(None),
+            max_bytes: builder.max_bytes,
         });
         // A reader now, so that a file that cannot be read fails here.
         let reader = shared.reader().map_err(open_failed)?;

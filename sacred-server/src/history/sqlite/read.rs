@@ -36,6 +36,8 @@ pub(super) struct Shared {
     pub(super) failed_backups: AtomicU64,
     /// How long the last successful backup took.
     pub(super) last_backup: Mutex<Option<Duration>>,
+    /// The size cap, if it has one.
+    pub(super) max_bytes: Option<u64>,
 }
 
 /// A stream as the `streams` table holds it.
@@ -125,6 +127,7 @@ impl Shared {
             backups: self.backups.load(Ordering::Relaxed),
             failed_backups: self.failed_backups.load(Ordering::Relaxed),
             last_backup: locked(&self.last_backup),
+            max_bytes: self.max_bytes,
         })
     }
 

@@ -74,7 +74,9 @@ async fn a_killed_server_restarts_with_every_acknowledged_publication() {
             let done = tokio::time::timeout(WAIT, publisher).await;
             acked.extend(done.expect("the publisher sees the kill").unwrap());
         }
-        assert!(acked.len() >= 300, "{sync}: {} acked", acked.len());
+        // Offset 300 was delivered; each publisher may have had one publish
+        // whose ack the kill cut off after its fan-out.
+        assert!(acked.len() >= 300 - 4, "{sync}: {} acked", acked.len());
         let epoch = acked.values().next().unwrap().1.clone();
 
         let (_server, addr) = start(&db, sync).await;

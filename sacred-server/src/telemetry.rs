@@ -65,6 +65,16 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    const ALL: [Refusal; 7] = [
+        Refusal::Origin,
+        Refusal::Rate,
+        Refusal::Lockout,
+        Refusal::Draining,
+        Refusal::Subprotocol,
+        Refusal::Auth,
+        Refusal::Limit,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             Refusal::Origin => "origin",
@@ -108,6 +118,14 @@ impl Metrics {
     pub(crate) fn register() -> Metrics {
         describe();
         gauge!("sacred_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        // Series with a fixed label set exist from the start, at 0, so that
+        // rate() and alerts see them before the first event.
+        for why in Refusal::ALL {
+            drop(counter!("sacred_connections_refused_total", "reason" => why.label()));
+        }
+        drop(counter!("sacred_rate_limited_total", "scope" => "connect"));
+        drop(counter!("sacred_slow_consumers_total"));
+        drop(counter!("sacred_broker_offset_gaps_total"));
         let commands = CommandKind::ALL
             .iter()
             .map(|kind| {

@@ -115,8 +115,8 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     };
     if let Some(bind) = settings.metrics.bind {
         let listener = TcpListener::bind(bind).await?;
-        let address = listener.local_addr()?;
-        tracing::info!(%address, "metrics and probes on http://{address}/metrics");
+        let metrics_address = listener.local_addr()?;
+        tracing::info!(%metrics_address, "metrics and probes on http://{metrics_address}/metrics");
         let internal = hub.metrics_router();
         tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, internal).await {

@@ -437,8 +437,18 @@ impl Hub {
         crate::router::internal(self.clone())
     }
 
+    /// Sets the gauges that describe the whole node (connections by kind
+    /// and runtime, channels, subscriptions, the field coherence, readiness,
+    /// the broker and the store) from the hub's state now, in whatever
+    /// `metrics` recorder the process installed. `/metrics` calls it at
+    /// each scrape; a host that exports through another recorder (one that
+    /// pushes) calls it on its own schedule, e.g. every 10 s.
+    pub async fn record_gauges(&self) {
+        self.sample().await.record();
+    }
+
     /// The gauges `/metrics` shows, sampled from the hub's state now.
-    pub(crate) async fn sample(&self) -> Sample {
+    async fn sample(&self) -> Sample {
         let window = self.inner.options.coherence_window;
         let mut sample = Sample {
             coherence_window: window,

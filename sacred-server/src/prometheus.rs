@@ -7,7 +7,12 @@ use axum::response::IntoResponse;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::hub::Hub;
-use crate::telemetry::LATENCY_BUCKETS;
+
+/// Bounds of the latency histograms, in seconds: 50 µs to 10 s.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 10.0,
+];
 
 /// Why [`install_prometheus`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +38,7 @@ pub fn install_prometheus() -> Result<PrometheusHandle, PrometheusError> {
 /// The `/metrics` route: the hub's gauges sampled now, then everything the
 /// recorder holds.
 pub(crate) async fn metrics(State(hub): State<Hub>) -> impl IntoResponse {
-    hub.sample().await.record();
+    hub.record_gauges().await;
     let text = hub
         .inner
         .prometheus

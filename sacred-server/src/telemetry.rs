@@ -88,12 +88,6 @@ impl Refusal {
     }
 }
 
-/// Bounds of the latency histograms, in seconds: 50 µs to 10 s.
-pub(crate) const LATENCY_BUCKETS: [f64; 16] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 10.0,
-];
-
 /// The handles the hot paths increment, registered once per hub.
 pub(crate) struct Metrics {
     /// Per command kind, in [`CommandKind::ALL`] order: its count and latency.

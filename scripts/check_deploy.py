@@ -258,7 +258,7 @@ class Server:
         marker = {"main": "sacred-server listening", "metrics": "metrics and probes"}[kind]
         line = self.wait_log(f"'{marker}' log line",
                              lambda l: marker in l.get("fields", {}).get("message", ""))
-        return line["fields"]["address"]
+        return line["fields"]["address" if kind == "main" else "metrics_address"]
 
     def log_value(self, message: str, field: str):
         line = self.wait_log(f"'{message}' log line",

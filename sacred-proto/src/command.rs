@@ -174,6 +174,17 @@ pub struct PublishRequest {
     /// The payload.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub data: Value,
+    /// The publisher's W3C `traceparent` (see [`validate_traceparent`]); the
+    /// server carries it to the publication, so subscribers continue the
+    /// publisher's trace.
+    ///
+    /// [`validate_traceparent`]: crate::validate_traceparent
+    #[serde(
+        default,
+        deserialize_with = "crate::text::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub traceparent: Option<String>,
 }
 
 impl PublishRequest {
@@ -182,7 +193,14 @@ impl PublishRequest {
         PublishRequest {
             channel: channel.into(),
             data,
+            traceparent: None,
         }
+    }
+
+    /// The same publish carrying the W3C `traceparent` of the publisher's span.
+    pub fn with_traceparent(mut self, traceparent: impl Into<String>) -> PublishRequest {
+        self.traceparent = Some(traceparent.into());
+        self
     }
 }
 

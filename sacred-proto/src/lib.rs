@@ -69,6 +69,7 @@ mod push;
 mod reply;
 mod scan;
 mod text;
+mod trace;
 mod validate;
 mod value;
 
@@ -92,6 +93,7 @@ pub use reply::{
     ConnectReply, HistoryReply, PongReply, PresenceReply, PublishReply, RefreshReply, Reply,
     ReplyError, RpcReply, SearchReply, SendReply, SubscribeReply, UnsubscribeReply,
 };
+pub use trace::{MAX_TRACEPARENT_BYTES, TRACEPARENT_LEN, validate_traceparent};
 pub use validate::ValidationError;
 pub use value::{Number, Value, ValueError, from_value, to_value};
 

@@ -78,6 +78,15 @@ pub struct Publication {
     pub from: Option<Peer>,
     /// When the server accepted it, milliseconds since the Unix epoch.
     pub time: u64,
+    /// The W3C `traceparent` the publish carried, with the parent id of the
+    /// server's span when the server traces (see
+    /// [`PublishRequest::traceparent`](crate::PublishRequest::traceparent)).
+    #[serde(
+        default,
+        deserialize_with = "crate::text::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub traceparent: Option<String>,
 }
 
 impl Publication {

@@ -8,6 +8,7 @@ use crate::info::ClientInfo;
 use crate::limits::Limits;
 use crate::message::ClientMessage;
 use crate::reply::ReplyError;
+use crate::trace::validate_traceparent;
 
 /// Why a well-formed command was refused. Every variant is answered with
 /// [`ErrorCode::BAD_REQUEST`] and the variant's text.
@@ -25,6 +26,11 @@ pub enum ValidationError {
         /// Its limit.
         max: usize,
     },
+    /// `traceparent` is not a W3C Trace Context `traceparent`.
+    #[error(
+        "traceparent is not a W3C trace context (version-traceid-parentid-flags, lowercase hex of 2, 32, 16 and 2 digits)"
+    )]
+    Traceparent,
     /// A field that must hold something is empty.
     #[error("{field} must not be empty")]
     Empty {
@@ -67,7 +73,13 @@ impl Command {
             }
             Command::Subscribe(sub) => validate_channel(&sub.channel, limits),
             Command::Unsubscribe(unsub) => validate_channel(&unsub.channel, limits),
-            Command::Publish(publish) => validate_channel(&publish.channel, limits),
+            Command::Publish(publish) => {
+                validate_channel(&publish.channel, limits)?;
+                publish
+                    .traceparent
+                    .as_deref()
+                    .map_or(Ok(()), validate_traceparent)
+            }
             Command::Presence(presence) => validate_channel(&presence.channel, limits),
             Command::History(history) => validate_channel(&history.channel, limits),
             Command::Send(send) => non_empty("to", &send.to),

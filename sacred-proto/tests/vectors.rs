@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 use sacred_proto::*;
 use serde_json::{Value as Json, json};
 
+/// The W3C Trace Context specification's example `traceparent`.
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol-vectors.json");
 
 enum Messages {
@@ -140,6 +143,9 @@ fn valid() -> Vec<Valid> {
     let mut refreshed = RefreshReply::default();
     refreshed.expires = Some(1_763_807_200_000);
 
+    let mut traced_publication = publication(44, "hello");
+    traced_publication.traceparent =
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-53995c3f42cd8ad8-01".into());
     let mut anonymous_publication = Publication::new(
         "news",
         data(json!(["a", 1, 2.5, null, true])),
@@ -181,6 +187,15 @@ fn valid() -> Vec<Valid> {
             messages: client(
                 5,
                 PublishRequest::new("chat:lobby", data(json!({"text": "hello"}))),
+            ),
+        },
+        Valid {
+            name: "publish-traced",
+            description: "Publish with the publisher's W3C traceparent, which the publications carry on.",
+            messages: client(
+                5,
+                PublishRequest::new("chat:lobby", data(json!({"text": "hello"})))
+                    .with_traceparent(TRACEPARENT),
             ),
         },
         Valid {
@@ -323,6 +338,11 @@ fn valid() -> Vec<Valid> {
             name: "push-publication",
             description: "A live publication.",
             messages: server(ServerMessage::push(publication(44, "hi all"))),
+        },
+        Valid {
+            name: "push-publication-traced",
+            description: "A publication continuing its publisher's trace: the same trace id, the parent id of the server's span.",
+            messages: server(ServerMessage::push(traced_publication)),
         },
         Valid {
             name: "push-publication-plain",
@@ -737,6 +757,22 @@ fn invalid() -> Vec<Invalid> {
             false,
             both(r#"{"id":1,"publish":{"channel":":x","data":1}}"#),
             Error(ErrorCode::BAD_REQUEST),
+        ),
+        (
+            "traceparent-malformed",
+            "A publish whose traceparent is not W3C Trace Context (an all-zero trace id).",
+            false,
+            both(
+                r#"{"id":1,"publish":{"channel":"c","data":1,"traceparent":"00-00000000000000000000000000000000-00f067aa0ba902b7-01"}}"#,
+            ),
+            Error(ErrorCode::BAD_REQUEST),
+        ),
+        (
+            "traceparent-not-text",
+            "A traceparent that is a number, not a string.",
+            false,
+            both(r#"{"id":1,"publish":{"channel":"c","traceparent":7}}"#),
+            Close(bad),
         ),
         (
             "channel-non-ascii",

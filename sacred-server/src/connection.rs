@@ -19,6 +19,7 @@ use sacred_proto::{
     Unsubscribed,
 };
 use tokio::time::{Instant, sleep_until};
+use tracing::Instrument;
 
 use crate::audit::{AuditEvent, AuditKind};
 use crate::auth::{AuthError, ConnectContext, Identity};
@@ -28,6 +29,20 @@ use crate::id::random_id;
 use crate::outbound::{self, Closing, Outbound};
 use crate::rpc::RpcContext;
 use crate::time::now_ms;
+use crate::trace;
+
+/// The channel a command is about, for its span.
+fn channel_of(command: &Command) -> Option<&str> {
+    match command {
+        Command::Subscribe(c) => Some(&c.channel),
+        Command::Unsubscribe(c) => Some(&c.channel),
+        Command::Publish(c) => Some(&c.channel),
+        Command::Presence(c) => Some(&c.channel),
+        Command::History(c) => Some(&c.channel),
+        Command::Search(c) => Some(&c.channel),
+        _ => None,
+    }
+}
 
 /// What the HTTP request that opened the socket said: kept for the
 /// authenticator until `connect`, then dropped (an idle connection does not
@@ -286,7 +301,8 @@ impl Connection {
             let ClientMessage { id, command } = message;
             if let Command::Connect(connect) = command {
                 let started = Instant::now();
-                self.connect(id, connect).await;
+                let span = trace::connect_span(&connect.client);
+                self.connect(id, connect).instrument(span).await;
                 let took = started.elapsed();
                 self.hub.inner.metrics.command(CommandKind::Connect, took);
                 continue;
@@ -321,11 +337,21 @@ impl Connection {
     async fn execute(&mut self, id: u32, command: Command, peer: Peer) {
         let kind = command.kind();
         let started = Instant::now();
-        let result = self.run_command(command, peer).await;
+        let span = trace::command_span(kind, &peer, channel_of(&command));
+        if let Command::Publish(publish) = &command
+            && let Some(traceparent) = &publish.traceparent
+        {
+            trace::continue_trace(&span, traceparent);
+        }
+        let result = self
+            .run_command(command, peer)
+            .instrument(span.clone())
+            .await;
         let metrics = &self.hub.inner.metrics;
         metrics.command(kind, started.elapsed());
         if let Err(err) = &result {
             metrics.error(err.error_code());
+            trace::refused(&span, err.code);
         }
         let reply = ServerMessage::Reply { id, result };
         if kind == CommandKind::Subscribe {
@@ -354,7 +380,7 @@ impl Connection {
             }
             Command::Publish(publish) => self
                 .hub
-                .publish_from(peer, &publish.channel, publish.data)
+                .publish_from(peer, &publish.channel, publish.data, publish.traceparent)
                 .await
                 .map(Reply::from),
             Command::Send(send) => self
@@ -451,6 +477,7 @@ impl Connection {
         };
         let client = vouched_info(context.client, identity.info);
         let peer = Peer::new(random_id(12), identity.user, client);
+        tracing::Span::current().record("client.id", peer.id.as_str());
         let options = hub.options();
         let ping_interval = if peer.info.runtime == "mobile" {
             options.mobile_ping_interval

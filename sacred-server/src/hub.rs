@@ -13,6 +13,7 @@ use sacred_proto::{
     SubscribeReply, SubscribeRequest, Value, channel_namespace,
 };
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::audit::{AuditError, AuditEvent, AuditKind, AuditLog, AuditQuery};
 use crate::auth::Authenticator;
@@ -30,6 +31,7 @@ use crate::presence::PresenceStore;
 use crate::rpc::RpcHandler;
 use crate::telemetry::{Metrics, Refusal, Sample, StoreSample};
 use crate::time::now_ms;
+use crate::trace;
 
 /// The hub handle: publish from host code, send to one client, read presence,
 /// disconnect clients, shut down. Cheap to clone (no need to wrap it in `Arc`).
@@ -176,13 +178,17 @@ impl Hub {
 
     /// Publishes `data` to `channel` from host code (no publisher is named).
     /// Namespace access rules do not apply to the host; the channel name
-    /// must still be valid (error 107 otherwise).
+    /// must still be valid (error 107 otherwise). With the `otlp` feature and
+    /// an OpenTelemetry layer recording the current span, the publication
+    /// carries that span's `traceparent`.
     pub async fn publish(&self, channel: &str, data: Value) -> Result<PublishReply, PublishError> {
         sacred_proto::validate_channel(channel, &self.inner.options.limits).map_err(|err| {
             PublishError(ReplyError::new(ErrorCode::BAD_REQUEST, err.to_string()))
         })?;
         let options = self.namespace(channel).map_err(PublishError)?.clone();
-        self.publish_as(None, channel, &options, data)
+        let mut publication = Publication::new(channel, data, now_ms());
+        publication.traceparent = trace::outgoing(&tracing::Span::current(), None);
+        self.publish_as(channel, publication, &options)
             .await
             .map_err(PublishError)
     }
@@ -661,6 +667,7 @@ impl Hub {
         peer: Peer,
         channel: &str,
         data: Value,
+        traceparent: Option<String>,
     ) -> Result<PublishReply, ReplyError> {
         let options = self.namespace(channel)?;
         allowed(options.publish, &peer)?;
@@ -679,18 +686,22 @@ impl Hub {
             }
         };
         let options = options.clone();
-        self.publish_as(Some(peer), channel, &options, data).await
+        let mut publication = Publication::new(channel, data, now_ms());
+        publication.from = Some(peer);
+        // Only a publish that asked for a trace carries one on.
+        publication.traceparent = traceparent
+            .and_then(|incoming| trace::outgoing(&tracing::Span::current(), Some(incoming)));
+        self.publish_as(channel, publication, &options).await
     }
 
+    /// Hands `publication` (of `channel`) to the broker (and the store), then
+    /// waits for subscribers that fell behind (flow control).
     pub(crate) async fn publish_as(
         &self,
-        from: Option<Peer>,
         channel: &str,
+        publication: Publication,
         options: &NamespaceOptions,
-        data: Value,
     ) -> Result<PublishReply, ReplyError> {
-        let mut publication = Publication::new(channel, data, now_ms());
-        publication.from = from;
         let retention = (options.history_size > 0).then(|| {
             Retention::new(options.history_size, options.history_ttl).searchable(options.search)
         });
@@ -699,6 +710,7 @@ impl Hub {
             .inner
             .broker
             .publish(channel, publication, retention)
+            .instrument(trace::broker_span(channel))
             .await;
         let metrics = &self.inner.metrics;
         metrics

@@ -94,6 +94,8 @@ mod id;
 mod lockout;
 mod node;
 mod options;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 mod outbound;
 mod presence;
 #[cfg(feature = "prometheus")]
@@ -106,6 +108,7 @@ mod rpc;
 mod stored;
 mod telemetry;
 mod time;
+mod trace;
 
 /// The README's examples, compiled (and run where they do not serve) as doctests.
 #[cfg(doctest)]

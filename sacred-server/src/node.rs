@@ -19,6 +19,7 @@ use sacred_proto::{
 
 use crate::broker::{Broker, BrokerError, BrokerEvents};
 use crate::outbound::{self, Outbound};
+use crate::trace;
 
 /// Congested queues remembered per channel for its publishers to wait on;
 /// more are not needed to slow a publisher down.
@@ -474,11 +475,17 @@ impl BrokerEvents for Node {
         let Some(live) = self.channels.get(channel).map(|c| Arc::clone(&c)) else {
             return;
         };
+        let span = trace::deliver_span(channel, publication.traceparent.as_deref());
+        let _entered = span.enter();
+        let delivered = |n: u64| {
+            self.deliveries.increment(n);
+            span.record("deliveries", n);
+        };
         let mut guard = live.members();
         let members = &mut *guard;
         let (Some(offset), Some(epoch)) = (publication.offset, publication.epoch.as_deref()) else {
             // No stream: nothing to order.
-            self.deliveries.increment(members.deliver(&publication));
+            delivered(members.deliver(&publication));
             return;
         };
         let stream = &mut members.stream;
@@ -488,7 +495,7 @@ impl BrokerEvents for Node {
             stream.epoch = Some(epoch.to_owned());
             stream.last = offset;
             stream.held.clear();
-            self.deliveries.increment(members.deliver(&publication));
+            delivered(members.deliver(&publication));
             return;
         }
         if offset <= stream.last {
@@ -509,10 +516,10 @@ impl BrokerEvents for Node {
             return;
         }
         stream.last = offset;
-        self.deliveries.increment(members.deliver(&publication));
+        delivered(members.deliver(&publication));
         while let Some(next) = members.stream.held.remove(&(members.stream.last + 1)) {
             members.stream.last += 1;
-            self.deliveries.increment(members.deliver(&next));
+            delivered(members.deliver(&next));
         }
     }
 

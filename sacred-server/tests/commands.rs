@@ -387,3 +387,52 @@ async fn a_batch_is_answered_command_by_command() {
     assert_eq!(publish_reply(client.reply(4).await).offset, Some(1));
     assert_eq!(client.publication().await.data, text("in batch"));
 }
+
+#[tokio::test]
+async fn a_traceparent_reaches_subscribers_and_history_and_a_malformed_one_is_refused() {
+    // No OpenTelemetry layer in this process: the value passes through as sent.
+    let server = hub().await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (mut watcher, _) = Client::connect(&server.url(), Codec::MsgPack, info("watcher")).await;
+    subscribe_reply(watcher.request(SubscribeRequest::new("chat:t")).await);
+    let (mut publisher, _) = Client::connect(&server.url(), Codec::Json, info("publisher")).await;
+    let traced = PublishRequest::new("chat:t", text("hi")).with_traceparent(traceparent);
+    publish_reply(publisher.request(traced).await);
+    assert_eq!(
+        watcher.publication().await.traceparent.as_deref(),
+        Some(traceparent)
+    );
+    publish_reply(
+        publisher
+            .request(PublishRequest::new("chat:t", text("plain")))
+            .await,
+    );
+    assert_eq!(watcher.publication().await.traceparent, None);
+    match publisher.request(HistoryRequest::new("chat:t")).await {
+        Ok(Reply::History(history)) => {
+            let carried: Vec<Option<&str>> = history
+                .publications
+                .iter()
+                .map(|p| p.traceparent.as_deref())
+                .collect();
+            assert_eq!(carried, [Some(traceparent), None]);
+        }
+        other => panic!("{other:?}"),
+    }
+    for bad in [
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "not a trace",
+    ] {
+        let refused = publisher
+            .request(PublishRequest::new("chat:t", text("x")).with_traceparent(bad))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code, 107, "{bad}");
+        assert!(
+            refused.message.contains("traceparent"),
+            "{}",
+            refused.message
+        );
+    }
+}

@@ -40,10 +40,23 @@ async fn main() -> ExitCode {
     };
     if let Some(command) = cli.command {
         // Log lines to stderr: stdout is the command's output.
-        init_logging(settings.log_format, true);
+        let _ = init_logging(settings.log_format, true, None);
         return run_command(command, &settings.store).await;
     }
-    init_logging(settings.log_format, false);
+    // Checked by `Settings::load`; the guard flushes the spans at the end.
+    let otlp = settings.otlp.exporter().ok().flatten();
+    let _spans = match init_logging(settings.log_format, false, otlp.as_ref()) {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("sacred-server: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(otlp) = &otlp {
+        // Checked above.
+        let url = otlp.traces_url().unwrap_or_default();
+        tracing::info!(%url, "exporting spans over OTLP/HTTP");
+    }
     // A certificate that cannot be used stops the start like any bad setting.
     if let (Some(cert), Some(key)) = (&settings.tls.cert, &settings.tls.key)
         && let Err(err) = tls::Certificates::open(cert.clone(), key.clone())
@@ -333,7 +346,15 @@ async fn with_broker(
     }
 }
 
-fn init_logging(format: LogFormat, to_stderr: bool) {
+/// Log lines (filtered by `SACRED_LOG`, default `info`) and, with an OTLP
+/// exporter, spans to the collector (Sacred's `DEBUG` spans, filtered apart).
+fn init_logging(
+    format: LogFormat,
+    to_stderr: bool,
+    otlp: Option<&sacred_server::otlp::Otlp>,
+) -> Result<Option<sacred_server::otlp::OtlpGuard>, sacred_server::otlp::OtlpError> {
+    use tracing_subscriber::prelude::*;
+
     let filter = tracing_subscriber::EnvFilter::try_from_env("SACRED_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: a log file or a collector gets plain text.
@@ -349,12 +370,23 @@ fn init_logging(format: LogFormat, to_stderr: bool) {
             Box::new(std::io::stdout())
         }
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(terminal);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let lines = match format {
+        LogFormat::Text => lines.with_filter(filter).boxed(),
+        LogFormat::Json => lines.json().with_filter(filter).boxed(),
+    };
+    let (spans, guard) = match otlp {
+        Some(otlp) => {
+            let (layer, guard) = otlp.install()?;
+            (Some(layer), Some(guard))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(lines)
+        .with(spans)
+        .init();
+    Ok(guard)
 }

@@ -154,6 +154,16 @@ pub(crate) struct Cli {
     /// --bind: for scrapers on an internal network [default: /metrics on --bind].
     #[arg(long, env = "SACRED_METRICS_BIND")]
     metrics_bind: Option<SocketAddr>,
+    /// Export spans (connect, every command, publish -> broker -> deliver)
+    /// to this OpenTelemetry OTLP/HTTP receiver, e.g. http://127.0.0.1:4318
+    /// (/v1/traces is added to a URL without a path) [default: off].
+    #[arg(long, env = "SACRED_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// The share of traces started here that are exported, 0 to 1; a trace
+    /// continued from a publisher's traceparent follows its sampled flag
+    /// [default: 1].
+    #[arg(long, env = "SACRED_OTLP_SAMPLE_RATIO")]
+    otlp_sample_ratio: Option<f64>,
     /// Milliseconds within which a subscriber's queue must have drained to
     /// count as caught up in sacred_field_coherence [default: 1000].
     #[arg(long, env = "SACRED_COHERENCE_WINDOW_MS")]
@@ -301,7 +311,40 @@ pub(crate) struct Settings {
     pub(crate) jwt: JwtSettings,
     pub(crate) tls: TlsSettings,
     pub(crate) metrics: MetricsSettings,
+    pub(crate) otlp: OtlpSettings,
     pub(crate) hub: HubOptions,
+}
+
+/// `[otlp]`: spans exported to an OpenTelemetry collector (off without an
+/// endpoint).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct OtlpSettings {
+    /// The OTLP/HTTP receiver's URL.
+    pub(crate) endpoint: Option<String>,
+    /// The share of traces started here that are exported [default: 1].
+    pub(crate) sample_ratio: Option<f64>,
+}
+
+impl OtlpSettings {
+    /// The exporter's settings, checked, if it is on.
+    pub(crate) fn exporter(&self) -> Result<Option<sacred_server::otlp::Otlp>, String> {
+        let Some(endpoint) = &self.endpoint else {
+            if self.sample_ratio.is_some() {
+                return Err("otlp sample_ratio needs an otlp endpoint".into());
+            }
+            return Ok(None);
+        };
+        let ratio = self.sample_ratio.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(format!(
+                "otlp sample_ratio {ratio}: give a number from 0 to 1"
+            ));
+        }
+        let otlp = sacred_server::otlp::Otlp::new(endpoint.clone()).sample_ratio(ratio);
+        otlp.traces_url().map_err(|err| err.to_string())?;
+        Ok(Some(otlp))
+    }
 }
 
 /// `[metrics]`: where `/metrics` is served.
@@ -542,6 +585,7 @@ impl Default for Settings {
             jwt: JwtSettings::default(),
             tls: TlsSettings::default(),
             metrics: MetricsSettings::default(),
+            otlp: OtlpSettings::default(),
             hub: HubOptions::default(),
         }
     }
@@ -619,6 +663,12 @@ impl Settings {
         }
         if let Some(bind) = cli.metrics_bind {
             settings.metrics.bind = Some(bind);
+        }
+        if let Some(endpoint) = &cli.otlp_endpoint {
+            settings.otlp.endpoint = Some(endpoint.clone());
+        }
+        if let Some(ratio) = cli.otlp_sample_ratio {
+            settings.otlp.sample_ratio = Some(ratio);
         }
         if let Some(ms) = cli.coherence_window_ms {
             settings.hub.coherence_window = Duration::from_millis(ms);
@@ -775,6 +825,7 @@ impl Settings {
         }
         // Read now, so that a missing file or a short secret stops the start.
         settings.admin.credential()?;
+        settings.otlp.exporter()?;
         if settings.header_timeout.is_zero() {
             return Err("header_timeout_secs must be greater than zero".into());
         }

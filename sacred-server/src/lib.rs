@@ -38,6 +38,9 @@
 //!   `/ready`, `/metrics`.
 //! - `telemetry`, `prometheus`: what the hub counts (the `metrics` facade)
 //!   and `/metrics` in Prometheus text; `health`: [`Health`].
+//! - `trace`: the spans of connect, commands and the publish path, and the
+//!   W3C `traceparent` a publication carries on; `otlp` (feature `otlp`):
+//!   their export to an OpenTelemetry collector.
 //! - `options`: [`HubOptions`], [`NamespaceOptions`], [`Access`], [`ApiKey`].
 //! - `auth`: the [`Authenticator`] extension point, its [`ConnectContext`], [`StaticKeys`].
 //! - [`admin`]: the signed admin API ([`AdminApi`]) and how callers sign.

@@ -100,6 +100,11 @@ struct Node {
 
 impl Node {
     async fn start(redis: &Redis, presence_ttl_secs: u64) -> Node {
+        Node::start_with(redis, presence_ttl_secs, &[]).await
+    }
+
+    /// A node with further flags.
+    async fn start_with(redis: &Redis, presence_ttl_secs: u64, args: &[&str]) -> Node {
         let config = redis.dir.join(format!("node-{:x}.toml", rand_suffix()));
         std::fs::write(
             &config,
@@ -110,8 +115,9 @@ impl Node {
             ),
         )
         .unwrap();
-        let (child, addr) =
-            spawn_binary([std::ffi::OsStr::new("--config"), config.as_os_str()]).await;
+        let mut flags = vec![std::ffi::OsStr::new("--config"), config.as_os_str()];
+        flags.extend(args.iter().map(std::ffi::OsStr::new));
+        let (child, addr) = spawn_binary(flags).await;
         Node { child, addr }
     }
 
@@ -182,6 +188,67 @@ async fn a_subscriber_on_one_node_receives_every_publication_of_the_others_in_or
         .map(|p| p.offset.unwrap())
         .collect();
     assert_eq!(offsets, [200, 199, 198]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_crosses_nodes_with_the_publication() {
+    let redis = Redis::start().await;
+    let (otlp, mut spans) = support::otlp::receiver().await;
+    let endpoint = format!("http://{otlp}");
+    let flags = ["--otlp-endpoint", endpoint.as_str(), "--drain-secs", "1"];
+    let (a, b) = (
+        Node::start_with(&redis, 60, &flags).await,
+        Node::start_with(&redis, 60, &flags).await,
+    );
+    let (mut reader, _) = Client::connect(&a.url(), Codec::MsgPack, info("reader")).await;
+    subscribe(&mut reader, "news", false).await;
+    let (mut writer, _) = Client::connect(&b.url(), Codec::Json, info("writer")).await;
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let publish = PublishRequest::new("news", Value::from(1u64))
+        .with_traceparent(format!("00-{trace}-b7ad6b7169203331-01"));
+    publish_reply(writer.request(publish).await);
+    let carried = reader
+        .publication()
+        .await
+        .traceparent
+        .expect("carried across");
+    assert!(carried.starts_with(&format!("00-{trace}-")), "{carried}");
+    let server_span = carried[36..52].to_owned();
+
+    for node in [&a, &b] {
+        let pid = node.child.id().unwrap().to_string();
+        let stopped = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        assert!(stopped.unwrap().success());
+    }
+    reader.closed().await;
+    writer.closed().await;
+    for mut node in [a, b] {
+        let status = tokio::time::timeout(WAIT * 2, node.child.wait()).await;
+        assert!(status.expect("stops in time").unwrap().success());
+    }
+    let spans = support::otlp::drain(&mut spans);
+    let in_trace: Vec<_> = spans
+        .iter()
+        .map(|(_, span)| span)
+        .filter(|span| hex::encode(&span.trace_id) == trace)
+        .collect();
+    let publish = in_trace
+        .iter()
+        .find(|span| span.name == "publish")
+        .expect("node b's publish span");
+    assert_eq!(hex::encode(&publish.span_id), server_span);
+    // Node a delivered it: its deliver span is a child of node b's publish.
+    let delivered: Vec<_> = in_trace
+        .iter()
+        .filter(|span| {
+            span.name == "deliver"
+                && hex::encode(&span.parent_span_id) == server_span
+                && support::otlp::attributes(span)["deliveries"] == "1"
+        })
+        .collect();
+    assert_eq!(delivered.len(), 1, "{in_trace:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,71 +5,14 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-
-use axum::body::Bytes;
-use axum::routing::post;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message as _;
 use sacred_proto::*;
+use support::otlp::{attributes, drain, receiver};
 use support::*;
-use tokio::sync::mpsc;
 
 /// The publisher's span: W3C Trace Context's own example.
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PUBLISHER_SPAN: &str = "00f067aa0ba902b7";
-
-/// An OTLP/HTTP receiver on 127.0.0.1:0: every span posted to `/v1/traces`
-/// (protobuf) comes out of the channel, with the service it came from.
-async fn receiver() -> (SocketAddr, mpsc::UnboundedReceiver<(String, Span)>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let app = axum::Router::new().route(
-        "/v1/traces",
-        post(move |body: Bytes| {
-            let tx = tx.clone();
-            async move {
-                let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
-                for resource in request.resource_spans {
-                    let service = resource
-                        .resource
-                        .iter()
-                        .flat_map(|r| &r.attributes)
-                        .find(|kv| kv.key == "service.name")
-                        .map(|kv| text_of(kv.value.as_ref()))
-                        .unwrap_or_default();
-                    for span in resource.scope_spans.into_iter().flat_map(|s| s.spans) {
-                        let _ = tx.send((service.clone(), span));
-                    }
-                }
-                // An empty ExportTraceServiceResponse.
-                Vec::<u8>::new()
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, rx)
-}
-
-fn text_of(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
-    match value.and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(any_value::Value::IntValue(n)) => n.to_string(),
-        Some(other) => format!("{other:?}"),
-        None => String::new(),
-    }
-}
-
-fn attributes(span: &Span) -> HashMap<String, String> {
-    span.attributes
-        .iter()
-        .map(|kv| (kv.key.clone(), text_of(kv.value.as_ref())))
-        .collect()
-}
 
 fn stop(child: &tokio::process::Child) {
     let pid = child.id().expect("still running").to_string();
@@ -146,7 +89,7 @@ async fn one_trace_follows_a_publication_from_its_publisher_to_its_subscriber() 
 
     // The exporter flushed at exit: every span is in the channel now.
     let mut all = Vec::new();
-    while let Ok((service, span)) = spans.try_recv() {
+    for (service, span) in drain(&mut spans) {
         assert_eq!(service, "sacred-server");
         all.push(span);
     }

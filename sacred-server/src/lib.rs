@@ -135,7 +135,7 @@ pub use hooks::{
     ChannelUse, ClientContext, DisconnectContext, PublishContext, Refusal, SendContext,
     SubscribeContext,
 };
-pub use hub::{ConnectedClient, Hub, PublishError, SendError};
+pub use hub::{ConnectedClient, Hub, PublishError, SendError, Totals};
 pub use options::{ADMIN_TIER, Access, ApiKey, HubOptions, NamespaceOptions, Tier};
 pub use presence::{MemoryPresence, PresenceStore};
 #[cfg(feature = "prometheus")]

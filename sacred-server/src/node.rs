@@ -9,6 +9,7 @@
 //! or reordered, whatever the broker's delivery delay.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
@@ -41,6 +42,9 @@ pub(crate) struct Node {
     this: OnceLock<Weak<Node>>,
     /// Publications queued to members (`sacred_deliveries_total`).
     deliveries: metrics::Counter,
+    /// The same count, readable (the `metrics` counter is write-only): for
+    /// the admin dashboard's messages out per second.
+    pub(crate) delivered: AtomicU64,
 }
 
 /// The channels and subscribers of a node, and how many of them are caught
@@ -189,9 +193,16 @@ impl Node {
             channels: DashMap::new(),
             this: OnceLock::new(),
             deliveries,
+            delivered: AtomicU64::new(0),
         });
         let _ = node.this.set(Arc::downgrade(&node));
         node
+    }
+
+    /// Counts `n` deliveries of one fan-out, once per fan-out (not per member).
+    fn delivered(&self, n: u64) {
+        self.deliveries.increment(n);
+        self.delivered.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn channel_count(&self) -> usize {
@@ -478,7 +489,7 @@ impl BrokerEvents for Node {
         let members = &mut *guard;
         let (Some(offset), Some(epoch)) = (publication.offset, publication.epoch.as_deref()) else {
             // No stream: nothing to order.
-            self.deliveries.increment(members.deliver(&publication));
+            self.delivered(members.deliver(&publication));
             return;
         };
         let stream = &mut members.stream;
@@ -488,7 +499,7 @@ impl BrokerEvents for Node {
             stream.epoch = Some(epoch.to_owned());
             stream.last = offset;
             stream.held.clear();
-            self.deliveries.increment(members.deliver(&publication));
+            self.delivered(members.deliver(&publication));
             return;
         }
         if offset <= stream.last {
@@ -509,10 +520,10 @@ impl BrokerEvents for Node {
             return;
         }
         stream.last = offset;
-        self.deliveries.increment(members.deliver(&publication));
+        self.delivered(members.deliver(&publication));
         while let Some(next) = members.stream.held.remove(&(members.stream.last + 1)) {
             members.stream.last += 1;
-            self.deliveries.increment(members.deliver(&next));
+            self.delivered(members.deliver(&next));
         }
     }
 

@@ -1,7 +1,10 @@
-//! The signed admin API under `/admin/api`: list connections and channels,
-//! disconnect a client or a user, broadcast, delete a user's data, read the
-//! audit trail, and manage API keys. Every call is signed by an admin
-//! credential (see [`sign`]) and recorded in the audit trail.
+//! The admin API under `/admin/api`: this node's stats, connections,
+//! channels and presence; disconnect a client or a user, broadcast, delete a
+//! user's data, announce a migration, read the audit trail, and manage API
+//! keys. Every call is signed by an admin credential (see [`sign`]) or comes
+//! from a logged-in dashboard session with its CSRF token (see [`session`]
+//! and the page at `/admin`, served only with a password hash), and is
+//! recorded in the audit trail.
 //!
 //! ```no_run
 //! use sacred_server::{AdminApi, Hub};
@@ -18,7 +21,10 @@
 
 #[cfg(feature = "sqlite")]
 mod keys;
+mod page;
+mod session;
 mod sign;
+mod stats;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -42,6 +48,8 @@ pub use sign::{
     CREDENTIAL_HEADER, MIN_SECRET_BYTES, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
     canonical, sign,
 };
+pub use session::{CSRF_HEADER, SESSION_COOKIE, hash_password};
+use session::{PasswordHashText, SessionLimits, Sessions};
 use sign::{NonceRefused, Nonces};
 
 /// The largest request body the admin API reads.
@@ -60,6 +68,11 @@ pub enum AdminError {
     /// The credential name is empty or not printable ASCII.
     #[error("admin credential {0:?}: name it with printable ASCII, no spaces")]
     Name(String),
+    /// The dashboard's password hash is not an argon2 PHC string.
+    #[error(
+        "the admin password hash is not an argon2 PHC string ($argon2id$...): make one with `sacred-server admin-password`"
+    )]
+    PasswordHash,
 }
 
 /// The signed admin API; [`AdminApi::router`] gives its routes.
@@ -71,6 +84,11 @@ pub struct AdminApi {
     window: Duration,
     #[cfg(feature = "sqlite")]
     keys: Option<crate::auth::keys::SqliteKeys>,
+    /// The dashboard's actor name and password hash (no dashboard without).
+    password: Option<(String, PasswordHashText)>,
+    sessions: SessionLimits,
+    secure_cookies: bool,
+    node: String,
 }
 
 impl std::fmt::Debug for AdminApi {
@@ -78,6 +96,8 @@ impl std::fmt::Debug for AdminApi {
         f.debug_struct("AdminApi")
             .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
             .field("window", &self.window)
+            .field("dashboard", &self.password.as_ref().map(|(name, _)| name))
+            .field("node", &self.node)
             .finish_non_exhaustive()
     }
 }
@@ -92,7 +112,57 @@ impl AdminApi {
             window: Duration::from_secs(300),
             #[cfg(feature = "sqlite")]
             keys: None,
+            password: None,
+            sessions: SessionLimits::default(),
+            secure_cookies: false,
+            node: "this node".to_owned(),
         }
+    }
+
+    /// Serves the dashboard at `/admin`: a login with the password whose
+    /// argon2id PHC string is `phc` ([`hash_password`], `sacred-server
+    /// admin-password`), then a live view of this node and its actions,
+    /// recorded in the audit trail with `name` as the actor.
+    pub fn password(
+        mut self,
+        name: impl Into<String>,
+        phc: &str,
+    ) -> Result<AdminApi, AdminError> {
+        let name = name.into();
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(AdminError::Name(name));
+        }
+        let hash = PasswordHashText::parse(phc).map_err(|_| AdminError::PasswordHash)?;
+        self.password = Some((name, hash));
+        Ok(self)
+    }
+
+    /// Marks the session cookie `Secure` (set it when serving over TLS).
+    pub fn secure_cookies(mut self, secure: bool) -> AdminApi {
+        self.secure_cookies = secure;
+        self
+    }
+
+    /// How the dashboard names this node (e.g. its address): its lists and
+    /// numbers are this node's, not the cluster's.
+    pub fn node(mut self, label: impl Into<String>) -> AdminApi {
+        self.node = label.into();
+        self
+    }
+
+    /// A dashboard session ends `idle` after its last call (default 30
+    /// minutes) and `lifetime` after its login (default 8 hours).
+    pub fn session_expiry(mut self, idle: Duration, lifetime: Duration) -> AdminApi {
+        self.sessions.idle = idle;
+        self.sessions.lifetime = lifetime;
+        self
+    }
+
+    /// Dashboard sessions kept at most (default 64); a login past it ends
+    /// the least recently used.
+    pub fn max_sessions(mut self, max: usize) -> AdminApi {
+        self.sessions.max = max.max(1);
+        self
     }
 
     /// Serves the API keys in `keys` under `/admin/api/keys` (list, create,
@@ -130,10 +200,29 @@ impl AdminApi {
         self
     }
 
-    /// The routes, under `/admin/api`; merge them into the app that serves
-    /// the hub (serve it with connect info so that failures are counted
-    /// against the caller's address).
+    /// The routes, under `/admin/api` (and the dashboard under `/admin`
+    /// with a [password](AdminApi::password)); merge them into the app that
+    /// serves the hub (serve it with connect info so that failures are
+    /// counted against the caller's address). Call it within a tokio
+    /// runtime: a task samples the node every second for `/admin/api/stats`.
     pub fn router(self) -> Router {
+        let samples = Arc::new(stats::Samples::default());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(stats::sample_every_second(
+                Arc::downgrade(&samples),
+                self.hub.clone(),
+            ))),
+            Err(_) => tracing::warn!(
+                "the admin API was built outside a tokio runtime: /admin/api/stats keeps no history"
+            ),
+        }
+        let dashboard = self.password.map(|(actor, password)| page::Dashboard {
+            actor,
+            password,
+            sessions: Sessions::new(self.sessions),
+            secure: self.secure_cookies,
+            checking: tokio::sync::Semaphore::new(2),
+        });
         let state = Arc::new(Admin {
             nonces: Nonces::new(self.window, MAX_NONCES),
             hub: self.hub,
@@ -141,10 +230,16 @@ impl AdminApi {
             window: self.window,
             #[cfg(feature = "sqlite")]
             keys: self.keys,
+            dashboard,
+            samples,
+            node: self.node,
         });
         let routes = Router::new()
+            .route("/stats", get(stats))
             .route("/connections", get(connections))
             .route("/channels", get(channels))
+            .route("/presence", get(presence))
+            .route("/migrate", post(migrate))
             .route("/disconnect", post(disconnect))
             .route("/broadcast", post(broadcast))
             .route("/users/{user}", delete(delete_user))
@@ -156,15 +251,19 @@ impl AdminApi {
             .route("/keys/{id}/rotate", post(keys::rotate));
         let routes = routes
             .fallback(|| async { failure(StatusCode::NOT_FOUND, "no such admin call") })
-            .layer(middleware::from_fn_with_state(Arc::clone(&state), signed))
+            .layer(middleware::from_fn_with_state(Arc::clone(&state), authorized))
             .layer(SetResponseHeaderLayer::if_not_present(
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("no-store"),
             ))
-            .with_state(state);
+            .with_state(Arc::clone(&state));
         // Nested, so that its fallback answers under /admin/api only and
         // the host's other paths stay the host's.
-        crate::headers::secure(Router::new().nest("/admin/api", routes))
+        let mut router = Router::new().nest("/admin/api", routes);
+        if state.dashboard.is_some() {
+            router = router.merge(page::routes(state));
+        }
+        crate::headers::secure(router)
     }
 }
 
@@ -175,6 +274,12 @@ struct Admin {
     nonces: Nonces,
     #[cfg(feature = "sqlite")]
     keys: Option<crate::auth::keys::SqliteKeys>,
+    /// The login and its sessions, when the dashboard is on.
+    dashboard: Option<page::Dashboard>,
+    /// This node's last five minutes, sampled every second.
+    samples: Arc<stats::Samples>,
+    /// How the dashboard names this node.
+    node: String,
 }
 
 /// The admin credential that signed the request.
@@ -193,8 +298,10 @@ fn failure(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Checks the signature before any handler runs, and records the call.
-async fn signed(
+/// Checks the caller before any handler runs, and records the call: a
+/// signed request ([`sign`]), or a dashboard session's cookie with its CSRF
+/// token on every state-changing call (see [`session`]).
+async fn authorized(
     State(admin): State<Arc<Admin>>,
     connect_info: Option<Extension<ConnectInfo<SocketAddr>>>,
     request: Request,
@@ -237,6 +344,43 @@ async fn signed(
             );
         }
     };
+    let session = page::session_cookie(&parts.headers);
+    if let (Some(dashboard), Some(id), false) = (
+        &admin.dashboard,
+        session,
+        parts.headers.contains_key(CREDENTIAL_HEADER),
+    ) {
+        let live = match dashboard.check(&parts.method, &parts.headers, id) {
+            Ok(live) => live,
+            Err(refused) => {
+                admin.hub.audit(
+                    AuditEvent::new(
+                        AuditKind::AdminCall,
+                        format!("{call} refused (dashboard): {}", refused.status().as_u16()),
+                    )
+                    .address(ip),
+                );
+                return refused;
+            }
+        };
+        let changes = !matches!(parts.method.as_str(), "GET" | "HEAD");
+        let mut request = Request::from_parts(parts, Body::from(body));
+        request.extensions_mut().insert(Caller(live.actor.clone()));
+        let response = next.run(request).await;
+        // Reads are not recorded: the page polls every second, and its
+        // login is (an `admin_session` event).
+        if changes {
+            admin.hub.audit(
+                AuditEvent::new(
+                    AuditKind::AdminCall,
+                    format!("{call} -> {} (dashboard)", response.status().as_u16()),
+                )
+                .actor(live.actor)
+                .address(ip),
+            );
+        }
+        return response;
+    }
     let now = crate::time::now_ms() / 1000;
     let caller = match admin.verify(&parts.headers, parts.method.as_str(), &target, &body, now) {
         Ok(caller) => caller,
@@ -352,6 +496,83 @@ impl Admin {
             self.hub.failed_authentication(ip);
         }
     }
+}
+
+/// `GET /admin/api/stats`: this node's numbers now and its last five minutes.
+async fn stats(State(admin): State<Arc<Admin>>) -> Response {
+    let totals = admin.hub.totals();
+    Json(serde_json::json!({
+        "node": admin.node,
+        "connections": admin.hub.connections(),
+        "channels": admin.hub.channels(),
+        "publications": totals.publications,
+        "deliveries": totals.deliveries,
+        "lockouts": admin.hub.lockouts(),
+        "uptime_secs": admin.hub.health().uptime_secs,
+        "samples": admin.samples.list(),
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresenceParams {
+    channel: String,
+}
+
+/// `GET /admin/api/presence?channel=NAME`: who is subscribed (every node's
+/// subscribers in a namespace with presence, this node's otherwise).
+async fn presence(
+    State(admin): State<Arc<Admin>>,
+    params: Result<Query<PresenceParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(params) = match params {
+        Ok(params) => params,
+        Err(err) => return failure(StatusCode::BAD_REQUEST, err.body_text()),
+    };
+    let peers: Vec<serde_json::Value> = admin
+        .hub
+        .presence(&params.channel)
+        .await
+        .into_iter()
+        .map(|peer| {
+            serde_json::json!({
+                "id": peer.id,
+                "user": peer.user,
+                "name": peer.info.name,
+                "kind": peer.info.kind,
+                "runtime": peer.info.runtime,
+            })
+        })
+        .collect();
+    Json(peers).into_response()
+}
+
+/// `POST /admin/api/migrate`: every client here told to move.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MigrateBody {
+    /// Where to (`ws://` or `wss://`); none: reconnect where they are.
+    url: Option<String>,
+    /// By when, milliseconds since the Unix epoch.
+    at_ms: u64,
+}
+
+async fn migrate(
+    State(admin): State<Arc<Admin>>,
+    body: Result<Json<MigrateBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(err) => return failure(StatusCode::BAD_REQUEST, err.body_text()),
+    };
+    if let Some(url) = &body.url
+        && !(url.starts_with("ws://") || url.starts_with("wss://"))
+    {
+        return failure(StatusCode::BAD_REQUEST, "url: a ws:// or wss:// URL");
+    }
+    let told = admin.hub.migrate(body.url, body.at_ms);
+    Json(serde_json::json!({ "told": told })).into_response()
 }
 
 /// A connected client, as the admin API lists it.

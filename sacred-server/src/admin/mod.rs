@@ -44,12 +44,12 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::audit::{AuditEvent, AuditKind, AuditQuery};
 use crate::hub::Hub;
+pub use session::{CSRF_HEADER, SESSION_COOKIE, hash_password};
+use session::{PasswordHashText, SessionLimits, Sessions};
 pub use sign::{
     CREDENTIAL_HEADER, MIN_SECRET_BYTES, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
     canonical, sign,
 };
-pub use session::{CSRF_HEADER, SESSION_COOKIE, hash_password};
-use session::{PasswordHashText, SessionLimits, Sessions};
 use sign::{NonceRefused, Nonces};
 
 /// The largest request body the admin API reads.
@@ -123,11 +123,7 @@ impl AdminApi {
     /// argon2id PHC string is `phc` ([`hash_password`], `sacred-server
     /// admin-password`), then a live view of this node and its actions,
     /// recorded in the audit trail with `name` as the actor.
-    pub fn password(
-        mut self,
-        name: impl Into<String>,
-        phc: &str,
-    ) -> Result<AdminApi, AdminError> {
+    pub fn password(mut self, name: impl Into<String>, phc: &str) -> Result<AdminApi, AdminError> {
         let name = name.into();
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(AdminError::Name(name));
@@ -251,7 +247,10 @@ impl AdminApi {
             .route("/keys/{id}/rotate", post(keys::rotate));
         let routes = routes
             .fallback(|| async { failure(StatusCode::NOT_FOUND, "no such admin call") })
-            .layer(middleware::from_fn_with_state(Arc::clone(&state), authorized))
+            .layer(middleware::from_fn_with_state(
+                Arc::clone(&state),
+                authorized,
+            ))
             .layer(SetResponseHeaderLayer::if_not_present(
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("no-store"),

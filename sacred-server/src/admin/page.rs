@@ -99,11 +99,10 @@ fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    let Some(host) = origin
-        .to_str()
-        .ok()
-        .and_then(|o| o.strip_prefix("http://").or_else(|| o.strip_prefix("https://")))
-    else {
+    let Some(host) = origin.to_str().ok().and_then(|o| {
+        o.strip_prefix("http://")
+            .or_else(|| o.strip_prefix("https://"))
+    }) else {
         return false;
     };
     ["host", "x-forwarded-host"].iter().any(|name| {
@@ -124,10 +123,12 @@ pub(crate) fn routes(state: Arc<Admin>) -> Router {
         .route("/admin/login", post(login))
         .route("/admin/session", get(current))
         .route("/admin/logout", post(logout))
-        .layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
+        .layer(
+            tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            ),
+        )
         .with_state(state)
 }
 
@@ -222,8 +223,7 @@ async fn login(
     let lockout = &admin.hub.inner.admission.lockout;
     if !right {
         admin.hub.audit(
-            AuditEvent::new(AuditKind::AdminSession, "login refused: wrong password")
-                .address(ip),
+            AuditEvent::new(AuditKind::AdminSession, "login refused: wrong password").address(ip),
         );
         if let Some(ip) = ip {
             admin.hub.failed_authentication(ip);

@@ -57,8 +57,11 @@ impl PasswordHashText {
 
     /// Whether `password` is the one hashed (argon2 compares in constant time).
     pub(crate) fn verify(&self, password: &str) -> bool {
-        PasswordHash::new(&self.0)
-            .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+        PasswordHash::new(&self.0).is_ok_and(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        })
     }
 }
 

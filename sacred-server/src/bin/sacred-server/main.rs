@@ -103,7 +103,11 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
             tracing::info!(credential = %name, "serving the signed admin API under /admin/api");
         }
         if let Some(hash) = password {
-            let name = settings.admin.name.clone().unwrap_or_else(|| "admin".to_owned());
+            let name = settings
+                .admin
+                .name
+                .clone()
+                .unwrap_or_else(|| "admin".to_owned());
             admin = admin.password(name, &hash)?;
             tracing::info!("serving the admin dashboard at /admin");
         }
@@ -167,7 +171,9 @@ fn admin_password() -> ExitCode {
     }
     let password = password.trim_end_matches(['\r', '\n']);
     if password.is_empty() {
-        eprintln!("sacred-server: give the password on standard input, e.g. `sacred-server admin-password < file`");
+        eprintln!(
+            "sacred-server: give the password on standard input, e.g. `sacred-server admin-password < file`"
+        );
         return ExitCode::from(2);
     }
     println!("{}", sacred_server::admin::hash_password(password));

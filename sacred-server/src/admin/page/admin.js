@@ -97,10 +97,12 @@ function drawChart(samples) {
   const width = 600;
   const height = 120;
   const peak = Math.max(1, ...samples.map((s) => Math.max(s.published, s.delivered)));
+  const span = Math.max(60, samples.length);
   const points = (key) => samples
     .map((s, i) => {
-      // The newest at the right edge, one step per second of the 300 kept.
-      const x = width - (samples.length - 1 - i) * (width / 299);
+      // The newest at the right edge, one step per second; at least a
+      // minute wide, at most the five minutes kept.
+      const x = width - (samples.length - 1 - i) * (width / (span - 1));
       const y = height - 4 - (s[key] / peak) * (height - 8);
       return `${x.toFixed(1)},${y.toFixed(1)}`;
     })
@@ -108,6 +110,7 @@ function drawChart(samples) {
   $("line-in").setAttribute("points", points("published"));
   $("line-out").setAttribute("points", points("delivered"));
   $("peak").textContent = String(peak);
+  $("span").textContent = span >= 300 ? "5 minutes" : `${span} s`;
 }
 
 function renderClients(clients) {

@@ -1082,6 +1082,47 @@ user = "ada"
     }
 
     #[test]
+    fn the_admin_password_hash_is_read_from_a_file_or_toml_and_checked() {
+        let dir = std::env::temp_dir().join(format!("sacred-admin-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("admin.hash");
+        let phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        std::fs::write(&file, format!("{phc}\n")).unwrap();
+        let cli = Cli::parse_from([
+            "sacred-server",
+            "--admin-password-file",
+            file.to_str().unwrap(),
+        ]);
+        let settings = Settings::load(&cli).unwrap();
+        assert_eq!(
+            settings.admin.password_hash().unwrap().as_deref(),
+            Some(phc)
+        );
+        assert_eq!(
+            settings.admin.credential().unwrap().map(|(n, _)| n),
+            None,
+            "no secret needed"
+        );
+        std::fs::write(&file, "hunter2").unwrap();
+        let err = Settings::load(&cli).unwrap_err();
+        assert!(err.contains("sacred-server admin-password"), "{err}");
+        let toml = Settings::parse(&format!(
+            "[admin]\npassword_hash_file = \"{}\"",
+            file.display()
+        ))
+        .unwrap();
+        assert_eq!(
+            toml.admin.password_hash_file.as_deref(),
+            Some(file.as_path())
+        );
+        assert!(
+            Settings::parse("[admin]\npassword_hash = \"x\"").is_err(),
+            "the hash itself only from the environment"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let err = Settings::parse("bnd = \"x\"").unwrap_err();
         assert!(err.contains("unknown field"), "{err}");

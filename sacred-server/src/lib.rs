@@ -40,7 +40,8 @@
 //!   and `/metrics` in Prometheus text; `health`: [`Health`].
 //! - `options`: [`HubOptions`], [`NamespaceOptions`], [`Access`], [`ApiKey`].
 //! - `auth`: the [`Authenticator`] extension point, its [`ConnectContext`], [`StaticKeys`].
-//! - [`admin`]: the signed admin API ([`AdminApi`]) and how callers sign.
+//! - [`admin`]: the admin API ([`AdminApi`]), how callers sign, and the
+//!   dashboard at `/admin` that logs in with a password and calls it.
 //! - `admission`, `lockout`: what is checked before an upgrade (origin, the
 //!   client's address behind proxies, its connection rate, its lockout).
 //! - `audit`: the audit trail ([`AuditLog`], [`MemoryAudit`]): auth failures,

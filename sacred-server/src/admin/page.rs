@@ -42,6 +42,8 @@ pub(crate) struct Dashboard {
 impl Dashboard {
     /// The live session `id`, if this call may use it: a state-changing
     /// call must carry the session's CSRF token and come from this origin.
+    // The refusal is the response itself: once per refused call, off the
+    // hot path, so its size does not matter.
     #[allow(clippy::result_large_err)]
     pub(crate) fn check(
         &self,

@@ -100,9 +100,9 @@ function client(address, name, subscribe) {
   }), `${name} connects`);
 }
 
-async function waitFor(what, condition) {
+async function waitFor(what, condition, ms = WAIT_MS) {
   const started = Date.now();
-  while (Date.now() - started < WAIT_MS) {
+  while (Date.now() - started < ms) {
     if (await condition()) return;
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -190,7 +190,7 @@ await check("live numbers move while a load runs", async () => {
     (await number("#rate-in")) > 0 && (await number("#rate-out")) > 0);
   // Ten seconds of load in the server's samples, for the chart in the screenshot.
   await waitFor("ten seconds of load sampled", async () => page.evaluate(async () =>
-    (await (await fetch("/admin/api/stats")).json()).samples.filter((s) => s.published > 0).length >= 10));
+    (await (await fetch("/admin/api/stats")).json()).samples.filter((s) => s.published > 0).length >= 10), 25_000);
   await waitFor("the chart draws the samples", async () =>
     (await page.$eval("#line-in", (line) => line.getAttribute("points").split(" ").length)) >= 10);
   await waitFor("the load channel listed with its subscribers", async () =>

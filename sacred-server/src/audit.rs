@@ -29,6 +29,8 @@ pub enum AuditKind {
     KeyRevoked,
     /// A call to the admin API, accepted or refused.
     AdminCall,
+    /// A dashboard login (accepted or refused) or logout.
+    AdminSession,
     /// A client was disconnected by the host or an operator.
     ForcedDisconnect,
     /// A user's stored data was deleted.
@@ -45,6 +47,7 @@ impl AuditKind {
             AuditKind::KeyRotated => "key_rotated",
             AuditKind::KeyRevoked => "key_revoked",
             AuditKind::AdminCall => "admin_call",
+            AuditKind::AdminSession => "admin_session",
             AuditKind::ForcedDisconnect => "forced_disconnect",
             AuditKind::UserDataDeleted => "user_data_deleted",
         }
@@ -59,6 +62,7 @@ impl AuditKind {
             AuditKind::KeyRotated,
             AuditKind::KeyRevoked,
             AuditKind::AdminCall,
+            AuditKind::AdminSession,
             AuditKind::ForcedDisconnect,
             AuditKind::UserDataDeleted,
         ]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use sacred_proto::{
     DirectMessage, DisconnectCode, ErrorCode, HistoryReply, HistoryRequest, Migrate, Peer,
@@ -64,6 +64,9 @@ pub(crate) struct HubInner {
     registered: AtomicUsize,
     /// What the hot paths count.
     pub(crate) metrics: Metrics,
+    /// Publications accepted here, readable (the `metrics` counters are
+    /// write-only): for [`Hub::totals`].
+    published: AtomicU64,
     /// Uptime and the backends' last errors, for `/health` and `/ready`.
     pub(crate) health: Tracker,
     /// The recorder `/metrics` renders, when the host gave one.
@@ -92,6 +95,19 @@ pub struct ConnectedClient {
     pub peer: Peer,
     /// When it connected, milliseconds since the Unix epoch.
     pub connected_ms: u64,
+}
+
+/// How many messages went in and out of this node since the hub started
+/// ([`Hub::totals`]); the admin dashboard's messages per second are their
+/// differences.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Totals {
+    /// Publications accepted by this node (from its clients and host code).
+    pub publications: u64,
+    /// Publications queued to subscribers on this node (one per subscriber),
+    /// whichever node they were published on.
+    pub deliveries: u64,
 }
 
 /// Why host code could not publish.
@@ -153,6 +169,7 @@ impl Hub {
             client_left: Notify::new(),
             registered: AtomicUsize::new(0),
             metrics,
+            published: AtomicU64::new(0),
             health: Tracker::new(),
             #[cfg(feature = "prometheus")]
             prometheus,
@@ -311,6 +328,14 @@ impl Hub {
     /// authenticate since the hub started (`lockout_failures`).
     pub fn lockouts(&self) -> u64 {
         self.inner.admission.lockout.locks()
+    }
+
+    /// Publications in and deliveries out on this node since it started.
+    pub fn totals(&self) -> Totals {
+        Totals {
+            publications: self.inner.published.load(Ordering::Relaxed),
+            deliveries: self.inner.node.delivered.load(Ordering::Relaxed),
+        }
     }
 
     /// How many clients are connected.
@@ -725,6 +750,7 @@ impl Hub {
             Ok(stored) => {
                 backend.succeeded();
                 metrics.publications.increment(1);
+                self.inner.published.fetch_add(1, Ordering::Relaxed);
                 stored
             }
             Err(err) => {

@@ -43,7 +43,8 @@
 //!   their export to an OpenTelemetry collector.
 //! - `options`: [`HubOptions`], [`NamespaceOptions`], [`Access`], [`ApiKey`].
 //! - `auth`: the [`Authenticator`] extension point, its [`ConnectContext`], [`StaticKeys`].
-//! - [`admin`]: the signed admin API ([`AdminApi`]) and how callers sign.
+//! - [`admin`]: the admin API ([`AdminApi`]), how callers sign, and the
+//!   dashboard at `/admin` that logs in with a password and calls it.
 //! - `admission`, `lockout`: what is checked before an upgrade (origin, the
 //!   client's address behind proxies, its connection rate, its lockout).
 //! - `audit`: the audit trail ([`AuditLog`], [`MemoryAudit`]): auth failures,
@@ -141,7 +142,7 @@ pub use hooks::{
     ChannelUse, ClientContext, DisconnectContext, PublishContext, Refusal, SendContext,
     SubscribeContext,
 };
-pub use hub::{ConnectedClient, Hub, PublishError, SendError};
+pub use hub::{ConnectedClient, Hub, PublishError, SendError, Totals};
 pub use options::{ADMIN_TIER, Access, ApiKey, HubOptions, NamespaceOptions, Tier};
 pub use presence::{MemoryPresence, PresenceStore};
 #[cfg(feature = "prometheus")]

@@ -9,6 +9,7 @@
 //! or reordered, whatever the broker's delivery delay.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
@@ -42,6 +43,9 @@ pub(crate) struct Node {
     this: OnceLock<Weak<Node>>,
     /// Publications queued to members (`sacred_deliveries_total`).
     deliveries: metrics::Counter,
+    /// The same count, readable (the `metrics` counter is write-only): for
+    /// the admin dashboard's messages out per second.
+    pub(crate) delivered: AtomicU64,
 }
 
 /// The channels and subscribers of a node, and how many of them are caught
@@ -190,9 +194,16 @@ impl Node {
             channels: DashMap::new(),
             this: OnceLock::new(),
             deliveries,
+            delivered: AtomicU64::new(0),
         });
         let _ = node.this.set(Arc::downgrade(&node));
         node
+    }
+
+    /// Counts `n` deliveries of one fan-out, once per fan-out (not per member).
+    fn delivered(&self, n: u64) {
+        self.deliveries.increment(n);
+        self.delivered.fetch_add(n, Ordering::Relaxed);
     }
 
     pub(crate) fn channel_count(&self) -> usize {
@@ -478,7 +489,7 @@ impl BrokerEvents for Node {
         let span = trace::deliver_span(channel, publication.traceparent.as_deref());
         let _entered = span.enter();
         let delivered = |n: u64| {
-            self.deliveries.increment(n);
+            self.delivered(n);
             span.record("deliveries", n);
         };
         let mut guard = live.members();

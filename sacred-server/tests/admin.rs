@@ -223,6 +223,56 @@ async fn signed_calls_list_kick_and_broadcast_on_both_codecs() {
 }
 
 #[tokio::test]
+async fn signed_calls_read_stats_and_presence_and_announce_a_migration() {
+    let server = start(unlimited()).await;
+    let (mut client, reply) = Client::connect(&server.url(), Codec::Json, info("mover")).await;
+    subscribe_reply(client.request(SubscribeRequest::new("news")).await);
+    publish_reply(
+        client
+            .request(PublishRequest::new("news", text("hi")))
+            .await,
+    );
+    client.publication().await;
+
+    let stats = call(&server, "GET", "/admin/api/stats", serde_json::Value::Null).await;
+    assert_eq!(stats.status, 200, "{stats:?}");
+    assert_eq!(stats.body["connections"], 1);
+    assert_eq!(stats.body["channels"], 1);
+    assert_eq!(stats.body["publications"], 1);
+    assert_eq!(stats.body["deliveries"], 1);
+    assert!(stats.body["samples"].is_array());
+
+    let present = call(
+        &server,
+        "GET",
+        "/admin/api/presence?channel=news",
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(present.body[0]["id"], reply.client.as_str(), "{present:?}");
+    assert_eq!(present.body[0]["name"], "mover");
+
+    let at_ms = 4_102_444_800_000u64;
+    let told = call(
+        &server,
+        "POST",
+        "/admin/api/migrate",
+        serde_json::json!({ "url": "wss://green.example/ws", "at_ms": at_ms }),
+    )
+    .await;
+    assert_eq!(told.body, serde_json::json!({ "told": 1 }), "{told:?}");
+    let advice = loop {
+        match client.push().await {
+            Push::Migrate(advice) => break advice,
+            Push::Ping(_) => continue,
+            other => panic!("expected a migrate push, got {other:?}"),
+        }
+    };
+    assert_eq!(advice.url.as_deref(), Some("wss://green.example/ws"));
+    assert_eq!(advice.at, at_ms);
+}
+
+#[tokio::test]
 async fn bad_stale_replayed_and_unsigned_calls_are_refused() {
     let server = start(unlimited()).await;
     let target = "/admin/api/connections";

@@ -1,7 +1,10 @@
-//! The signed admin API under `/admin/api`: list connections and channels,
-//! disconnect a client or a user, broadcast, delete a user's data, read the
-//! audit trail, and manage API keys. Every call is signed by an admin
-//! credential (see [`sign`]) and recorded in the audit trail.
+//! The admin API under `/admin/api`: this node's stats, connections,
+//! channels and presence; disconnect a client or a user, broadcast, delete a
+//! user's data, announce a migration, read the audit trail, and manage API
+//! keys. Every call is signed by an admin credential (see [`sign`]) or comes
+//! from a logged-in dashboard session with its CSRF token (see [`CSRF_HEADER`]
+//! and the page at `/admin`, served only with a password hash), and is
+//! recorded in the audit trail.
 //!
 //! ```no_run
 //! use sacred_server::{AdminApi, Hub};
@@ -16,9 +19,13 @@
 //! # }
 //! ```
 
+mod calls;
 #[cfg(feature = "sqlite")]
 mod keys;
+mod page;
+mod session;
 mod sign;
+mod stats;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -26,18 +33,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, OriginalUri, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, OriginalUri, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
-use sacred_proto::{DisconnectCode, Value};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::audit::{AuditEvent, AuditKind, AuditQuery};
+use crate::audit::{AuditEvent, AuditKind};
 use crate::hub::Hub;
+pub use session::{CSRF_HEADER, SESSION_COOKIE, hash_password};
+use session::{PasswordHashText, SessionLimits, Sessions};
 pub use sign::{
     CREDENTIAL_HEADER, MIN_SECRET_BYTES, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
     canonical, sign,
@@ -60,6 +68,11 @@ pub enum AdminError {
     /// The credential name is empty or not printable ASCII.
     #[error("admin credential {0:?}: name it with printable ASCII, no spaces")]
     Name(String),
+    /// The dashboard's password hash is not an argon2 PHC string.
+    #[error(
+        "the admin password hash is not an argon2 PHC string ($argon2id$...): make one with `sacred-server admin-password`"
+    )]
+    PasswordHash,
 }
 
 /// The signed admin API; [`AdminApi::router`] gives its routes.
@@ -71,6 +84,11 @@ pub struct AdminApi {
     window: Duration,
     #[cfg(feature = "sqlite")]
     keys: Option<crate::auth::keys::SqliteKeys>,
+    /// The dashboard's actor name and password hash (no dashboard without).
+    password: Option<(String, PasswordHashText)>,
+    sessions: SessionLimits,
+    secure_cookies: bool,
+    node: String,
 }
 
 impl std::fmt::Debug for AdminApi {
@@ -78,6 +96,8 @@ impl std::fmt::Debug for AdminApi {
         f.debug_struct("AdminApi")
             .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
             .field("window", &self.window)
+            .field("dashboard", &self.password.as_ref().map(|(name, _)| name))
+            .field("node", &self.node)
             .finish_non_exhaustive()
     }
 }
@@ -92,7 +112,53 @@ impl AdminApi {
             window: Duration::from_secs(300),
             #[cfg(feature = "sqlite")]
             keys: None,
+            password: None,
+            sessions: SessionLimits::default(),
+            secure_cookies: false,
+            node: "this node".to_owned(),
         }
+    }
+
+    /// Serves the dashboard at `/admin`: a login with the password whose
+    /// argon2id PHC string is `phc` ([`hash_password`], `sacred-server
+    /// admin-password`), then a live view of this node and its actions,
+    /// recorded in the audit trail with `name` as the actor.
+    pub fn password(mut self, name: impl Into<String>, phc: &str) -> Result<AdminApi, AdminError> {
+        let name = name.into();
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(AdminError::Name(name));
+        }
+        let hash = PasswordHashText::parse(phc).map_err(|_| AdminError::PasswordHash)?;
+        self.password = Some((name, hash));
+        Ok(self)
+    }
+
+    /// Marks the session cookie `Secure` (set it when serving over TLS).
+    pub fn secure_cookies(mut self, secure: bool) -> AdminApi {
+        self.secure_cookies = secure;
+        self
+    }
+
+    /// How the dashboard names this node (e.g. its address): its lists and
+    /// numbers are this node's, not the cluster's.
+    pub fn node(mut self, label: impl Into<String>) -> AdminApi {
+        self.node = label.into();
+        self
+    }
+
+    /// A dashboard session ends `idle` after its last call (default 30
+    /// minutes) and `lifetime` after its login (default 8 hours).
+    pub fn session_expiry(mut self, idle: Duration, lifetime: Duration) -> AdminApi {
+        self.sessions.idle = idle;
+        self.sessions.lifetime = lifetime;
+        self
+    }
+
+    /// Dashboard sessions kept at most (default 64); a login past it ends
+    /// the least recently used.
+    pub fn max_sessions(mut self, max: usize) -> AdminApi {
+        self.sessions.max = max.max(1);
+        self
     }
 
     /// Serves the API keys in `keys` under `/admin/api/keys` (list, create,
@@ -130,10 +196,29 @@ impl AdminApi {
         self
     }
 
-    /// The routes, under `/admin/api`; merge them into the app that serves
-    /// the hub (serve it with connect info so that failures are counted
-    /// against the caller's address).
+    /// The routes, under `/admin/api` (and the dashboard under `/admin`
+    /// with a [password](AdminApi::password)); merge them into the app that
+    /// serves the hub (serve it with connect info so that failures are
+    /// counted against the caller's address). Call it within a tokio
+    /// runtime: a task samples the node every second for `/admin/api/stats`.
     pub fn router(self) -> Router {
+        let samples = Arc::new(stats::Samples::default());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(stats::sample_every_second(
+                Arc::downgrade(&samples),
+                self.hub.clone(),
+            ))),
+            Err(_) => tracing::warn!(
+                "the admin API was built outside a tokio runtime: /admin/api/stats keeps no history"
+            ),
+        }
+        let dashboard = self.password.map(|(actor, password)| page::Dashboard {
+            actor,
+            password,
+            sessions: Sessions::new(self.sessions),
+            secure: self.secure_cookies,
+            checking: tokio::sync::Semaphore::new(2),
+        });
         let state = Arc::new(Admin {
             nonces: Nonces::new(self.window, MAX_NONCES),
             hub: self.hub,
@@ -141,14 +226,20 @@ impl AdminApi {
             window: self.window,
             #[cfg(feature = "sqlite")]
             keys: self.keys,
+            dashboard,
+            samples,
+            node: self.node,
         });
         let routes = Router::new()
-            .route("/connections", get(connections))
-            .route("/channels", get(channels))
-            .route("/disconnect", post(disconnect))
-            .route("/broadcast", post(broadcast))
-            .route("/users/{user}", delete(delete_user))
-            .route("/audit", get(audit));
+            .route("/stats", get(calls::stats))
+            .route("/connections", get(calls::connections))
+            .route("/channels", get(calls::channels))
+            .route("/presence", get(calls::presence))
+            .route("/migrate", post(calls::migrate))
+            .route("/disconnect", post(calls::disconnect))
+            .route("/broadcast", post(calls::broadcast))
+            .route("/users/{user}", delete(calls::delete_user))
+            .route("/audit", get(calls::audit));
         #[cfg(feature = "sqlite")]
         let routes = routes
             .route("/keys", get(keys::list).post(keys::create))
@@ -156,15 +247,22 @@ impl AdminApi {
             .route("/keys/{id}/rotate", post(keys::rotate));
         let routes = routes
             .fallback(|| async { failure(StatusCode::NOT_FOUND, "no such admin call") })
-            .layer(middleware::from_fn_with_state(Arc::clone(&state), signed))
+            .layer(middleware::from_fn_with_state(
+                Arc::clone(&state),
+                authorized,
+            ))
             .layer(SetResponseHeaderLayer::if_not_present(
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("no-store"),
             ))
-            .with_state(state);
+            .with_state(Arc::clone(&state));
         // Nested, so that its fallback answers under /admin/api only and
         // the host's other paths stay the host's.
-        crate::headers::secure(Router::new().nest("/admin/api", routes))
+        let mut router = Router::new().nest("/admin/api", routes);
+        if state.dashboard.is_some() {
+            router = router.merge(page::routes(state));
+        }
+        crate::headers::secure(router)
     }
 }
 
@@ -175,6 +273,12 @@ struct Admin {
     nonces: Nonces,
     #[cfg(feature = "sqlite")]
     keys: Option<crate::auth::keys::SqliteKeys>,
+    /// The login and its sessions, when the dashboard is on.
+    dashboard: Option<page::Dashboard>,
+    /// This node's last five minutes, sampled every second.
+    samples: Arc<stats::Samples>,
+    /// How the dashboard names this node.
+    node: String,
 }
 
 /// The admin credential that signed the request.
@@ -193,8 +297,10 @@ fn failure(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Checks the signature before any handler runs, and records the call.
-async fn signed(
+/// Checks the caller before any handler runs, and records the call: a
+/// signed request ([`sign`]), or a dashboard session's cookie with its CSRF
+/// token on every state-changing call (see `session`).
+async fn authorized(
     State(admin): State<Arc<Admin>>,
     connect_info: Option<Extension<ConnectInfo<SocketAddr>>>,
     request: Request,
@@ -237,6 +343,43 @@ async fn signed(
             );
         }
     };
+    let session = page::session_cookie(&parts.headers);
+    if let (Some(dashboard), Some(id), false) = (
+        &admin.dashboard,
+        session,
+        parts.headers.contains_key(CREDENTIAL_HEADER),
+    ) {
+        let live = match dashboard.check(&parts.method, &parts.headers, id) {
+            Ok(live) => live,
+            Err(refused) => {
+                admin.hub.audit(
+                    AuditEvent::new(
+                        AuditKind::AdminCall,
+                        format!("{call} refused (dashboard): {}", refused.status().as_u16()),
+                    )
+                    .address(ip),
+                );
+                return refused;
+            }
+        };
+        let changes = !matches!(parts.method.as_str(), "GET" | "HEAD");
+        let mut request = Request::from_parts(parts, Body::from(body));
+        request.extensions_mut().insert(Caller(live.actor.clone()));
+        let response = next.run(request).await;
+        // Reads are not recorded: the page polls every second, and its
+        // login is (an `admin_session` event).
+        if changes {
+            admin.hub.audit(
+                AuditEvent::new(
+                    AuditKind::AdminCall,
+                    format!("{call} -> {} (dashboard)", response.status().as_u16()),
+                )
+                .actor(live.actor)
+                .address(ip),
+            );
+        }
+        return response;
+    }
     let now = crate::time::now_ms() / 1000;
     let caller = match admin.verify(&parts.headers, parts.method.as_str(), &target, &body, now) {
         Ok(caller) => caller,
@@ -351,195 +494,5 @@ impl Admin {
         if let (Refusal::BadSignature, Some(ip)) = (refusal, ip) {
             self.hub.failed_authentication(ip);
         }
-    }
-}
-
-/// A connected client, as the admin API lists it.
-#[derive(Serialize)]
-struct ClientView {
-    id: String,
-    user: Option<String>,
-    name: String,
-    kind: String,
-    runtime: String,
-    connected_ms: u64,
-}
-
-async fn connections(State(admin): State<Arc<Admin>>) -> Json<Vec<ClientView>> {
-    let mut clients: Vec<ClientView> = admin
-        .hub
-        .clients()
-        .into_iter()
-        .map(|client| ClientView {
-            id: client.peer.id,
-            user: client.peer.user,
-            name: client.peer.info.name,
-            kind: client.peer.info.kind,
-            runtime: client.peer.info.runtime,
-            connected_ms: client.connected_ms,
-        })
-        .collect();
-    clients.sort_by_key(|client| client.connected_ms);
-    Json(clients)
-}
-
-#[derive(Serialize)]
-struct ChannelView {
-    channel: String,
-    subscribers: usize,
-}
-
-async fn channels(State(admin): State<Arc<Admin>>) -> Json<Vec<ChannelView>> {
-    let channels = admin
-        .hub
-        .channel_list()
-        .into_iter()
-        .map(|(channel, subscribers)| ChannelView {
-            channel,
-            subscribers,
-        })
-        .collect();
-    Json(channels)
-}
-
-/// `POST /admin/api/disconnect`: one client, or every connection of a user.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DisconnectBody {
-    client: Option<String>,
-    user: Option<String>,
-    /// The close code (default 3503 force disconnect: the client does not reconnect).
-    code: Option<u16>,
-}
-
-async fn disconnect(
-    State(admin): State<Arc<Admin>>,
-    Extension(Caller(caller)): Extension<Caller>,
-    body: Result<Json<DisconnectBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
-        Ok(body) => body,
-        Err(err) => return failure(StatusCode::BAD_REQUEST, err.body_text()),
-    };
-    let code = match body.code {
-        None => DisconnectCode::FORCE_DISCONNECT,
-        Some(code) if (3000..5000).contains(&code) => DisconnectCode::from_u16(code),
-        Some(_) => {
-            return failure(
-                StatusCode::BAD_REQUEST,
-                "code: a close code from 3000 to 4999",
-            );
-        }
-    };
-    let disconnected = match (body.client, body.user) {
-        (Some(client), None) => usize::from(admin.hub.disconnect_by(&caller, &client, code)),
-        (None, Some(user)) => {
-            let closed = admin.hub.disconnect_user(&user, code);
-            admin.hub.audit(
-                AuditEvent::new(
-                    AuditKind::ForcedDisconnect,
-                    format!("{closed} connections, code {}", code.as_u16()),
-                )
-                .actor(caller)
-                .user(Some(user)),
-            );
-            closed
-        }
-        _ => return failure(StatusCode::BAD_REQUEST, "name either a client or a user"),
-    };
-    Json(serde_json::json!({ "disconnected": disconnected })).into_response()
-}
-
-/// `POST /admin/api/broadcast`: a publication from the host.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BroadcastBody {
-    channel: String,
-    data: Value,
-}
-
-async fn broadcast(
-    State(admin): State<Arc<Admin>>,
-    body: Result<Json<BroadcastBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
-        Ok(body) => body,
-        Err(err) => return failure(StatusCode::BAD_REQUEST, err.body_text()),
-    };
-    match admin.hub.publish(&body.channel, body.data).await {
-        Ok(reply) => Json(reply).into_response(),
-        Err(err) => failure(StatusCode::BAD_REQUEST, err.to_string()),
-    }
-}
-
-/// `DELETE /admin/api/users/{user}`: the user's connections closed, their
-/// publications and last-seen records deleted.
-async fn delete_user(
-    State(admin): State<Arc<Admin>>,
-    Extension(Caller(caller)): Extension<Caller>,
-    Path(user): Path<String>,
-) -> Response {
-    let disconnected = admin
-        .hub
-        .disconnect_user(&user, DisconnectCode::FORCE_DISCONNECT);
-    match admin.hub.forget_user(&user).await {
-        Ok(publications) => {
-            admin.hub.audit(
-                AuditEvent::new(
-                    AuditKind::UserDataDeleted,
-                    format!("{publications} publications, {disconnected} connections closed"),
-                )
-                .actor(caller)
-                .user(Some(user)),
-            );
-            Json(serde_json::json!({
-                "publications": publications,
-                "disconnected": disconnected,
-            }))
-            .into_response()
-        }
-        Err(err) => failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
-    }
-}
-
-/// `GET /admin/api/audit?kind=&user=&before=&limit=`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditParams {
-    kind: Option<String>,
-    user: Option<String>,
-    before: Option<u64>,
-    limit: Option<usize>,
-}
-
-async fn audit(
-    State(admin): State<Arc<Admin>>,
-    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Query(params) = match params {
-        Ok(params) => params,
-        Err(err) => return failure(StatusCode::BAD_REQUEST, err.body_text()),
-    };
-    let mut query = AuditQuery::new().limit(params.limit.unwrap_or(100).min(1000));
-    if let Some(kind) = params.kind {
-        match AuditKind::parse(&kind) {
-            Some(kind) => query = query.kind(kind),
-            None => {
-                return failure(
-                    StatusCode::BAD_REQUEST,
-                    format!("kind: no such kind {kind:?}"),
-                );
-            }
-        }
-    }
-    if let Some(user) = params.user {
-        query = query.user(user);
-    }
-    if let Some(before) = params.before {
-        query = query.before(before);
-    }
-    match admin.hub.audit_events(&query).await {
-        Ok(events) => Json(events).into_response(),
-        Err(err) => failure(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
     }
 }

@@ -38,6 +38,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(settings::Command::AdminPassword) = cli.command {
+        return admin_password();
+    }
     if let Some(command) = cli.command {
         // Log lines to stderr: stdout is the command's output.
         let _ = init_logging(settings.log_format, true, None);
@@ -99,10 +102,29 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!(path = %files.path(), files = ?files.names(), "serving the browser client");
         router = router.merge(files.router());
     }
-    if let Some((name, secret)) = settings.admin.credential()? {
-        let admin = sacred_server::AdminApi::new(hub.clone()).credential(name.clone(), secret.0)?;
+    // Bound now, so that the dashboard can name this node by its address.
+    let listener = TcpListener::bind(settings.bind).await?;
+    let address = listener.local_addr()?;
+    let credential = settings.admin.credential()?;
+    let password = settings.admin.password_hash()?;
+    if credential.is_some() || password.is_some() {
+        let mut admin = sacred_server::AdminApi::new(hub.clone())
+            .node(address.to_string())
+            .secure_cookies(settings.tls.cert.is_some());
+        if let Some((name, secret)) = credential {
+            admin = admin.credential(name.clone(), secret.0)?;
+            tracing::info!(credential = %name, "serving the signed admin API under /admin/api");
+        }
+        if let Some(hash) = password {
+            let name = settings
+                .admin
+                .name
+                .clone()
+                .unwrap_or_else(|| "admin".to_owned());
+            admin = admin.password(name, &hash)?;
+            tracing::info!("serving the admin dashboard at /admin");
+        }
         let admin = admin_keys(admin, api_keys.as_ref());
-        tracing::info!(credential = %name, "serving the signed admin API under /admin/api");
         router = router.merge(admin.router());
     }
     let tls = match &settings.tls.cert {
@@ -137,8 +159,6 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
             }
         });
     }
-    let listener = TcpListener::bind(settings.bind).await?;
-    let address = listener.local_addr()?;
     let (ws, http) = if tls.is_some() {
         ("wss", "https")
     } else {
@@ -152,6 +172,25 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     serve::serve(listener, router, hub, http).await;
     tracing::info!("sacred-server stopped");
     Ok(())
+}
+
+/// `sacred-server admin-password`: the argon2id hash of the password on
+/// standard input (its first line), for --admin-password-file.
+fn admin_password() -> ExitCode {
+    let mut password = String::new();
+    if let Err(err) = std::io::stdin().read_line(&mut password) {
+        eprintln!("sacred-server: cannot read the password from standard input: {err}");
+        return ExitCode::FAILURE;
+    }
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        eprintln!(
+            "sacred-server: give the password on standard input, e.g. `sacred-server admin-password < file`"
+        );
+        return ExitCode::from(2);
+    }
+    println!("{}", sacred_server::admin::hash_password(password));
+    ExitCode::SUCCESS
 }
 
 /// The JWT check the settings ask for, if any (a JWKS is fetched now).

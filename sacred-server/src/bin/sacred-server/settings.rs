@@ -150,6 +150,12 @@ pub(crate) struct Cli {
     /// and the audit trail records [default: admin].
     #[arg(long, env = "SACRED_ADMIN_NAME")]
     admin_name: Option<String>,
+    /// Serve the admin dashboard at /admin, logging in with the password
+    /// whose argon2id hash (a PHC string, from `sacred-server
+    /// admin-password`) is in this file; or give the hash itself in
+    /// SACRED_ADMIN_PASSWORD_HASH [default: off].
+    #[arg(long, env = "SACRED_ADMIN_PASSWORD_FILE")]
+    admin_password_file: Option<PathBuf>,
     /// Serve /metrics (with /health and /ready) on this address only, not on
     /// --bind: for scrapers on an internal network [default: /metrics on --bind].
     #[arg(long, env = "SACRED_METRICS_BIND")]
@@ -177,6 +183,9 @@ pub(crate) struct Cli {
 /// runs, except `restore`).
 #[derive(Debug, Clone, clap::Subcommand)]
 pub(crate) enum Command {
+    /// Read a password from standard input and print its argon2id hash,
+    /// for --admin-password-file (the dashboard's login).
+    AdminPassword,
     /// Write a consistent copy of the store to FILE (safe while the server runs).
     Backup {
         /// The backup file to write.
@@ -461,6 +470,11 @@ pub(crate) struct AdminSettings {
     /// which is often world-readable and committed).
     #[serde(skip)]
     pub(crate) secret: Option<Secret>,
+    /// A file holding the dashboard password's argon2id PHC string.
+    pub(crate) password_hash_file: Option<PathBuf>,
+    /// The PHC string itself, from `SACRED_ADMIN_PASSWORD_HASH`.
+    #[serde(skip)]
+    pub(crate) password_hash: Option<String>,
 }
 
 /// A secret: never printed.
@@ -507,6 +521,39 @@ impl AdminSettings {
             ));
         }
         Ok(Some((name, secret)))
+    }
+}
+
+impl AdminSettings {
+    /// The dashboard password's argon2id PHC string, if the dashboard is on.
+    pub(crate) fn password_hash(&self) -> Result<Option<String>, String> {
+        let hash = match (&self.password_hash, &self.password_hash_file) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "give the admin password hash in SACRED_ADMIN_PASSWORD_HASH or in a file, not both"
+                        .into(),
+                );
+            }
+            (Some(hash), None) => hash.trim().to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|err| {
+                    format!(
+                        "cannot read the admin password file {}: {err}",
+                        path.display()
+                    )
+                })?
+                .trim()
+                .to_owned(),
+            (None, None) => return Ok(None),
+        };
+        if !hash.starts_with("$argon2") {
+            return Err(
+                "the admin password file must hold an argon2 PHC string ($argon2id$...): \
+                 make one with `sacred-server admin-password`"
+                    .into(),
+            );
+        }
+        Ok(Some(hash))
     }
 }
 
@@ -688,6 +735,12 @@ impl Settings {
         if let Some(name) = &cli.admin_name {
             settings.admin.name = Some(name.clone());
         }
+        if let Some(path) = &cli.admin_password_file {
+            settings.admin.password_hash_file = Some(path.clone());
+        }
+        if let Ok(hash) = std::env::var("SACRED_ADMIN_PASSWORD_HASH") {
+            settings.admin.password_hash = Some(hash);
+        }
         let jwt = &mut settings.jwt;
         for (flag, setting) in [
             (&cli.jwt_hs256_secret_file, &mut jwt.hs256_secret_file),
@@ -825,6 +878,7 @@ impl Settings {
         }
         // Read now, so that a missing file or a short secret stops the start.
         settings.admin.credential()?;
+        settings.admin.password_hash()?;
         settings.otlp.exporter()?;
         if settings.header_timeout.is_zero() {
             return Err("header_timeout_secs must be greater than zero".into());
@@ -1074,6 +1128,47 @@ user = "ada"
         assert!(
             Settings::parse("[admin]\nsecret = \"x\"").is_err(),
             "never in TOML"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_admin_password_hash_is_read_from_a_file_or_toml_and_checked() {
+        let dir = std::env::temp_dir().join(format!("sacred-admin-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("admin.hash");
+        let phc = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+        std::fs::write(&file, format!("{phc}\n")).unwrap();
+        let cli = Cli::parse_from([
+            "sacred-server",
+            "--admin-password-file",
+            file.to_str().unwrap(),
+        ]);
+        let settings = Settings::load(&cli).unwrap();
+        assert_eq!(
+            settings.admin.password_hash().unwrap().as_deref(),
+            Some(phc)
+        );
+        assert_eq!(
+            settings.admin.credential().unwrap().map(|(n, _)| n),
+            None,
+            "no secret needed"
+        );
+        std::fs::write(&file, "hunter2").unwrap();
+        let err = Settings::load(&cli).unwrap_err();
+        assert!(err.contains("sacred-server admin-password"), "{err}");
+        let toml = Settings::parse(&format!(
+            "[admin]\npassword_hash_file = \"{}\"",
+            file.display()
+        ))
+        .unwrap();
+        assert_eq!(
+            toml.admin.password_hash_file.as_deref(),
+            Some(file.as_path())
+        );
+        assert!(
+            Settings::parse("[admin]\npassword_hash = \"x\"").is_err(),
+            "the hash itself only from the environment"
         );
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -71,6 +71,10 @@ pub(crate) async fn run(
     };
     let mut out = std::io::stdout().lock();
     match command {
+        // Answered by main before a store is needed.
+        Command::AdminPassword => {
+            return Err("admin-password is answered before the store opens".into());
+        }
         Command::Restore { file } => {
             SqliteHistory::restore(&file, &path)?;
             eprintln!("restored {} from {}", path.display(), file.display());

@@ -351,3 +351,15 @@ async fn metrics_apart_serves_them_on_the_internal_router_only() {
             .starts_with("HTTP/1.1 200")
     );
 }
+
+#[tokio::test]
+async fn the_binary_counts_and_serves_metrics_unless_told_not_to() {
+    let (_on, addr) = spawn_binary(Vec::<&str>::new()).await;
+    let page = http_get(addr, "/metrics").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("sacred_build_info"), "{page}");
+    let (_off, addr) = spawn_binary(["--metrics", "false"]).await;
+    let page = http_get(addr, "/metrics").await;
+    assert!(page.starts_with("HTTP/1.1 404"), "{page}");
+    assert!(http_get(addr, "/ready").await.starts_with("HTTP/1.1 200"));
+}

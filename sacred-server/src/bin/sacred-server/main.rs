@@ -85,9 +85,12 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     }
     let jwt = jwt(&settings).await?;
     // Installed before the hub is built, which registers its metrics.
-    let mut builder = Hub::builder()
-        .options(settings.hub.clone())
-        .prometheus(sacred_server::install_prometheus()?);
+    let mut builder = Hub::builder().options(settings.hub.clone());
+    if settings.metrics.enabled {
+        builder = builder.prometheus(sacred_server::install_prometheus()?);
+    } else {
+        tracing::info!("metrics off: no recorder, no /metrics");
+    }
     if settings.metrics.bind.is_some() {
         builder = builder.metrics_apart();
     }

@@ -156,6 +156,10 @@ pub(crate) struct Cli {
     /// SACRED_ADMIN_PASSWORD_HASH [default: off].
     #[arg(long, env = "SACRED_ADMIN_PASSWORD_FILE")]
     admin_password_file: Option<PathBuf>,
+    /// Count and serve /metrics; false installs no recorder, so the hub's
+    /// counters cost nothing and /metrics is not served [default: true].
+    #[arg(long, env = "SACRED_METRICS")]
+    metrics: Option<bool>,
     /// Serve /metrics (with /health and /ready) on this address only, not on
     /// --bind: for scrapers on an internal network [default: /metrics on --bind].
     #[arg(long, env = "SACRED_METRICS_BIND")]
@@ -356,13 +360,24 @@ impl OtlpSettings {
     }
 }
 
-/// `[metrics]`: where `/metrics` is served.
-#[derive(Debug, Default, Deserialize)]
+/// `[metrics]`: whether and where `/metrics` is served.
+#[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct MetricsSettings {
+    /// Count and serve `/metrics` [default: true].
+    pub(crate) enabled: bool,
     /// A separate address for `/metrics`, `/health` and `/ready` (then not
     /// on `bind`) [default: none, on `bind`].
     pub(crate) bind: Option<SocketAddr>,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> MetricsSettings {
+        MetricsSettings {
+            enabled: true,
+            bind: None,
+        }
+    }
 }
 
 /// `[tls]`: TLS in the binary (off without a certificate).
@@ -708,6 +723,9 @@ impl Settings {
         if let Some(secs) = cli.lockout_max_secs {
             settings.hub.lockout_max = Duration::from_secs(secs);
         }
+        if let Some(enabled) = cli.metrics {
+            settings.metrics.enabled = enabled;
+        }
         if let Some(bind) = cli.metrics_bind {
             settings.metrics.bind = Some(bind);
         }
@@ -880,6 +898,12 @@ impl Settings {
         settings.admin.credential()?;
         settings.admin.password_hash()?;
         settings.otlp.exporter()?;
+        if !settings.metrics.enabled && settings.metrics.bind.is_some() {
+            return Err(
+                "metrics bind needs metrics enabled (drop --metrics false or --metrics-bind)"
+                    .into(),
+            );
+        }
         if settings.header_timeout.is_zero() {
             return Err("header_timeout_secs must be greater than zero".into());
         }

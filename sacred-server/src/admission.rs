@@ -152,6 +152,13 @@ impl Admission {
         Ok(client)
     }
 
+    /// Whether the request's `Origin`, if it sent one, is allowed: the
+    /// rule the WebSocket upgrade follows (`--allowed-origin`, else the
+    /// host the request was sent to).
+    pub(crate) fn origin_allowed(&self, headers: &HeaderMap) -> bool {
+        self.check_origin(headers).is_ok()
+    }
+
     fn check_origin(&self, headers: &HeaderMap) -> Result<(), Refused> {
         let Some(origin) = headers.get(header::ORIGIN) else {
             return Ok(());

@@ -217,7 +217,7 @@ impl AdminApi {
             password,
             sessions: Sessions::new(self.sessions),
             secure: self.secure_cookies,
-            checking: tokio::sync::Semaphore::new(2),
+            checking: Arc::new(tokio::sync::Semaphore::new(2)),
         });
         let state = Arc::new(Admin {
             nonces: Nonces::new(self.window, MAX_NONCES),
@@ -349,7 +349,12 @@ async fn authorized(
         session,
         parts.headers.contains_key(CREDENTIAL_HEADER),
     ) {
-        let live = match dashboard.check(&parts.method, &parts.headers, id) {
+        let live = match dashboard.check(
+            &admin.hub.inner.admission,
+            &parts.method,
+            &parts.headers,
+            id,
+        ) {
             Ok(live) => live,
             Err(refused) => {
                 admin.hub.audit(

@@ -2,11 +2,11 @@
 //! style sheet, compiled into the binary) under a strict Content-Security-
 //! Policy, and its login, session and logout routes.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::session::{self, Live, PasswordHashText, Sessions};
 use super::{Admin, CSRF_HEADER, failure};
+use crate::admission::Admission;
 use crate::audit::{AuditEvent, AuditKind};
 
 const INDEX: &str = include_str!("page/index.html");
@@ -36,7 +37,7 @@ pub(crate) struct Dashboard {
     pub(crate) secure: bool,
     /// Password checks at once: argon2 takes a core for tens of
     /// milliseconds, so guesses cannot take every core.
-    pub(crate) checking: tokio::sync::Semaphore,
+    pub(crate) checking: Arc<tokio::sync::Semaphore>,
 }
 
 impl Dashboard {
@@ -47,6 +48,7 @@ impl Dashboard {
     #[allow(clippy::result_large_err)]
     pub(crate) fn check(
         &self,
+        admission: &Admission,
         method: &Method,
         headers: &HeaderMap,
         id: &str,
@@ -69,7 +71,7 @@ impl Dashboard {
                 "missing or wrong CSRF token (x-sacred-csrf)",
             ));
         }
-        if !same_origin(headers) {
+        if !admission.origin_allowed(headers) {
             return Err(failure(
                 StatusCode::FORBIDDEN,
                 "a request from another origin is refused",
@@ -94,27 +96,6 @@ pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .find_map(session::cookie_session)
 }
 
-/// Whether the request's `Origin`, if it has one, is the host it was sent
-/// to (`Host`, or `X-Forwarded-Host` behind a proxy). Browsers send it on
-/// every cross-origin and every state-changing request.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return true;
-    };
-    let Some(host) = origin.to_str().ok().and_then(|o| {
-        o.strip_prefix("http://")
-            .or_else(|| o.strip_prefix("https://"))
-    }) else {
-        return false;
-    };
-    ["host", "x-forwarded-host"].iter().any(|name| {
-        headers
-            .get(*name)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|sent| sent.eq_ignore_ascii_case(host))
-    })
-}
-
 /// The page, its assets, and the login, session and logout routes.
 pub(crate) fn routes(state: Arc<Admin>) -> Router {
     Router::new()
@@ -122,7 +103,10 @@ pub(crate) fn routes(state: Arc<Admin>) -> Router {
         .route("/admin/", get(index))
         .route("/admin/admin.js", get(script))
         .route("/admin/admin.css", get(style))
-        .route("/admin/login", post(login))
+        .route(
+            "/admin/login",
+            post(login).layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
+        )
         .route("/admin/session", get(current))
         .route("/admin/logout", post(logout))
         .layer(
@@ -157,6 +141,9 @@ async fn style() -> Response {
     asset("text/css; charset=utf-8", STYLE)
 }
 
+/// The largest login body read: a password, not a file.
+const MAX_LOGIN_BODY: usize = 4096;
+
 /// The login body, as JSON or as a form.
 #[derive(Deserialize)]
 struct LoginBody {
@@ -175,26 +162,21 @@ async fn login(
     let Some(dashboard) = &admin.dashboard else {
         return failure(StatusCode::NOT_FOUND, "the dashboard is off");
     };
+    let admission = &admin.hub.inner.admission;
     let ip = connect_info.map(|Extension(ConnectInfo(peer))| {
-        let admission = &admin.hub.inner.admission;
         admission.client_ip(&headers, peer.ip().to_canonical())
     });
-    if !same_origin(&headers) {
+    // Without the peer's address (a host serving without connect info)
+    // every login shares one lockout: wrong passwords still count.
+    let key = ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    if !admission.origin_allowed(&headers) {
         return failure(
             StatusCode::FORBIDDEN,
             "a request from another origin is refused",
         );
     }
-    if let Some(wait) = ip.and_then(|ip| admin.hub.inner.admission.lockout.locked(ip)) {
-        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-        let mut response = failure(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("this address failed to log in too often; retry in {secs} s"),
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, secs.into());
-        return response;
+    if let Some(refused) = locked_out(admission, key) {
+        return refused;
     }
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -203,8 +185,11 @@ async fn login(
     let parsed: Result<LoginBody, String> = if json {
         serde_json::from_slice(&body).map_err(|err| err.to_string())
     } else {
-        form_field(&body, "password")
-            .map(|password| LoginBody { password })
+        form_urlencoded::parse(&body)
+            .find(|(name, _)| name == "password")
+            .map(|(_, password)| LoginBody {
+                password: password.into_owned(),
+            })
             .ok_or_else(|| "no password field".to_owned())
     };
     let Ok(LoginBody { password }) = parsed else {
@@ -213,27 +198,40 @@ async fn login(
             "send the password: {\"password\": \"...\"} or password=... as a form",
         );
     };
-    let right = {
-        let Ok(_permit) = dashboard.checking.acquire().await else {
-            return failure(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
-        };
-        let hash = dashboard.password.clone();
-        tokio::task::spawn_blocking(move || hash.verify(&password))
-            .await
-            .unwrap_or(false)
+    // No queue: a check past the bound is refused at once, and the permit
+    // goes with the check onto the blocking pool, so a caller that hangs
+    // up does not free it while the hash still runs.
+    let Ok(permit) = Arc::clone(&dashboard.checking).try_acquire_owned() else {
+        let mut busy = failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many logins at once; retry in a second",
+        );
+        busy.headers_mut().insert(header::RETRY_AFTER, 1.into());
+        return busy;
     };
-    let lockout = &admin.hub.inner.admission.lockout;
+    // Guesses sent together all passed the first look: look again now
+    // that this one may run.
+    if let Some(refused) = locked_out(admission, key) {
+        return refused;
+    }
+    let hash = dashboard.password.clone();
+    let right = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        hash.verify(&password)
+    })
+    .await
+    .unwrap_or(false);
     if !right {
         admin.hub.audit(
             AuditEvent::new(AuditKind::AdminSession, "login refused: wrong password").address(ip),
         );
-        if let Some(ip) = ip {
-            admin.hub.failed_authentication(ip);
-        }
+        admin.hub.failed_authentication(key);
         return failure(StatusCode::UNAUTHORIZED, "wrong password");
     }
-    if let Some(ip) = ip {
-        lockout.succeeded(ip);
+    admission.lockout.succeeded(key);
+    // A login over a live session ends that one: one browser, one session.
+    if let Some(old) = session_cookie(&headers) {
+        dashboard.sessions.end(old);
     }
     let (id, csrf) = dashboard.sessions.start(&dashboard.actor);
     admin.hub.audit(
@@ -249,29 +247,18 @@ async fn login(
     response
 }
 
-/// The field `name` of an `application/x-www-form-urlencoded` body, decoded.
-fn form_field(body: &[u8], name: &str) -> Option<String> {
-    let body = std::str::from_utf8(body).ok()?;
-    let value = body.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == name).then_some(value)
-    })?;
-    let bytes = value.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        match bytes[at] {
-            b'+' => decoded.push(b' '),
-            b'%' => {
-                let hex = value.get(at + 1..at + 3)?;
-                decoded.push(u8::from_str_radix(hex, 16).ok()?);
-                at += 2;
-            }
-            byte => decoded.push(byte),
-        }
-        at += 1;
-    }
-    String::from_utf8(decoded).ok()
+/// 429 with `Retry-After` while `key` is locked out.
+fn locked_out(admission: &Admission, key: IpAddr) -> Option<Response> {
+    let wait = admission.lockout.locked(key)?;
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = failure(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("this address failed to log in too often; retry in {secs} s"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, secs.into());
+    Some(response)
 }
 
 /// What the page learns of its session: the CSRF token to send back, who
@@ -294,7 +281,7 @@ async fn current(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Respons
     let Some(id) = session_cookie(&headers) else {
         return failure(StatusCode::UNAUTHORIZED, "log in");
     };
-    match dashboard.check(&Method::GET, &headers, id) {
+    match dashboard.check(&admin.hub.inner.admission, &Method::GET, &headers, id) {
         Ok(live) => session_body(&admin, dashboard, live.csrf),
         Err(refused) => refused,
     }
@@ -312,7 +299,7 @@ async fn logout(
     let Some(id) = session_cookie(&headers) else {
         return failure(StatusCode::UNAUTHORIZED, "not logged in");
     };
-    if let Err(refused) = dashboard.check(&Method::POST, &headers, id) {
+    if let Err(refused) = dashboard.check(&admin.hub.inner.admission, &Method::POST, &headers, id) {
         return refused;
     }
     let ip = connect_info.map(|Extension(ConnectInfo(peer))| {

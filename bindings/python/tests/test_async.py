@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, List
+from typing import Any, List, Optional
 
 import pytest
 
@@ -451,3 +451,56 @@ async def test_reprs_and_hashes_read_as_python(hub: Hub) -> None:
         assert len(set(peers) | set(peers)) == 1 and "name='repr'" in repr(peers[0])
         with pytest.raises(OperationTimeoutError, match="within 0.05 s"):
             await sub.next(timeout=0.05)
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+TRACE_TEXT = "traceparent is not a W3C trace context"
+
+
+def same_trace(carried: Optional[str]) -> bool:
+    """Same trace id and flags (the parent id is the server's span when it traces)."""
+    return carried is not None and len(carried) == 55 and (carried[3:35], carried[53:]) == (TRACEPARENT[3:35], TRACEPARENT[53:])
+
+
+async def test_a_traceparent_reaches_the_subscriber_and_history(hub: Hub, codec: str) -> None:
+    async with sacred_client.connect(hub.url, codec=codec) as client:
+        sub = await client.subscribe("traced")
+        await client.publish("traced", "traced", traceparent=TRACEPARENT)
+        await client.publish("traced", "plain")
+        traced = await sub.next(timeout=WAIT)
+        assert traced.data == "traced" and same_trace(traced.traceparent), traced.traceparent
+        plain = await sub.next(timeout=WAIT)
+        assert plain.data == "plain" and plain.traceparent is None
+        stored = (await client.history("traced")).publications
+        assert [same_trace(p.traceparent) for p in stored] == [True, False]
+        assert [p.traceparent for p in stored] == [traced.traceparent, None]
+
+
+async def test_the_operators_binary_carries_the_traceparent(sacred_server: str) -> None:
+    async with sacred_client.connect(sacred_server) as subscriber, sacred_client.connect(sacred_server) as publisher:
+        sub = await subscriber.subscribe("traced")
+        await publisher.publish("traced", {"order": 7}, traceparent=TRACEPARENT)
+        pub = await sub.next(timeout=WAIT)
+        assert pub.data == {"order": 7} and same_trace(pub.traceparent), pub.traceparent
+
+
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        "",
+        "not-a-trace",
+        TRACEPARENT.upper(),
+        TRACEPARENT[:54],
+        "ff" + TRACEPARENT[2:],
+        "00-" + "0" * 32 + TRACEPARENT[35:],
+    ],
+)
+async def test_a_malformed_traceparent_raises_invalid_error_before_sending(hub: Hub, traceparent: str) -> None:
+    async with sacred_client.connect(hub.url) as client:
+        sub = await client.subscribe("malformed")
+        with pytest.raises(InvalidError, match=TRACE_TEXT) as raised:
+            await client.publish("malformed", "never", traceparent=traceparent)
+        assert raised.value.code is None, "refused by the client, not answered with 107"
+        # Nothing was sent and the client goes on.
+        await client.publish("malformed", "after")
+        assert (await sub.next(timeout=WAIT)).data == "after"

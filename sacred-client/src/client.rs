@@ -198,6 +198,30 @@ impl Client {
         expect!(self.request(publish).await?, Publish)
     }
 
+    /// Publishes like [`Client::publish`], carrying the W3C `traceparent` of
+    /// the publisher's span (`00-{trace id}-{span id}-{flags}`), so that each
+    /// subscriber's [`Publication::traceparent`](crate::Publication::traceparent)
+    /// continues the same trace. A value outside the W3C grammar is refused
+    /// here, before anything is sent (`is_invalid()`, with the text of the
+    /// server's 107).
+    ///
+    /// ```no_run
+    /// # async fn run(client: sacred_client::Client) -> Result<(), sacred_client::Error> {
+    /// let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    /// client.publish_traced("orders", "shipped", traceparent).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn publish_traced(
+        &self,
+        channel: impl Into<String>,
+        data: impl Serialize,
+        traceparent: impl Into<String>,
+    ) -> Result<PublishReply, Error> {
+        let publish = PublishRequest::new(channel, payload(data)?).with_traceparent(traceparent);
+        expect!(self.request(publish).await?, Publish)
+    }
+
     /// Sends `data` to one client by its id (a `message` it reads with
     /// [`Client::messages`]).
     pub async fn send(&self, to: impl Into<String>, data: impl Serialize) -> Result<(), Error> {

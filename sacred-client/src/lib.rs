@@ -49,6 +49,31 @@
 //! - Direct messages that arrive before anyone called [`Client::messages`](crate::Client::messages)
 //!   wait for the first reader (as many as the buffer holds).
 //!
+//! # Trace context
+//!
+//! [`Client::publish_traced`] carries the W3C `traceparent` of the
+//! publisher's span (`00-{trace id}-{span id}-{flags}`, lowercase hex) with
+//! the publish, and every subscriber reads it back as
+//! [`Publication::traceparent`] (history and recovery included): same trace
+//! id and flags, and the parent id of the server's span when the server
+//! traces. A subscriber continues the trace by starting its span for the
+//! publication as a child of that value. A malformed `traceparent` is refused
+//! before it is sent (`is_invalid()`, the server's 107 text).
+//!
+//! ```no_run
+//! # async fn run(client: sacred_client::Client) -> Result<(), sacred_client::Error> {
+//! use sacred_client::SubscriptionEvent;
+//!
+//! let mut orders = client.subscribe("orders").await?;
+//! let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+//! client.publish_traced("orders", "shipped", traceparent).await?;
+//! if let Some(SubscriptionEvent::Publication(publication)) = orders.recv().await {
+//!     assert_eq!(publication.traceparent.as_deref().map(|t| &t[3..35]), Some(&traceparent[3..35]));
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Platforms
 //!
 //! Natively, `build` (or `connect`) spawns the connection task on the current tokio

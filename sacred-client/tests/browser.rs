@@ -154,6 +154,44 @@ async fn connects_subscribes_and_publishes_with_ack_in_both_codecs() {
 }
 
 #[wasm_bindgen_test]
+async fn a_traceparent_reaches_the_subscriber_and_a_malformed_one_is_refused() {
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let channel = &fresh("traced");
+    let subscriber = connect(Codec::MsgPack).await;
+    let mut subscription = within("subscribe", subscriber.subscribe(channel))
+        .await
+        .unwrap();
+    let publisher = connect(Codec::Json).await;
+    let err = within(
+        "refused publish",
+        publisher.publish_traced(channel, "never", TRACEPARENT.to_uppercase()),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.is_invalid() && !err.is_server(), "{err}");
+    within(
+        "traced publish",
+        publisher.publish_traced(channel, "traced", TRACEPARENT),
+    )
+    .await
+    .unwrap();
+    let publication = within("publication", subscription.next_publication())
+        .await
+        .unwrap();
+    assert_eq!(
+        publication.data,
+        Value::from("traced"),
+        "the refused one never left"
+    );
+    let carried = publication.traceparent.expect("the publish carried one");
+    // Same trace id and flags; the parent id is the server's span when it traces.
+    assert_eq!(
+        (&carried[3..35], &carried[53..]),
+        (&TRACEPARENT[3..35], &TRACEPARENT[53..])
+    );
+}
+
+#[wasm_bindgen_test]
 async fn reconnects_after_the_server_drops_the_connection_losing_nothing() {
     let channel = &fresh("drop");
     let subscriber = connect(Codec::Json).await;

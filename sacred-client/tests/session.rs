@@ -765,6 +765,34 @@ fn a_command_beyond_the_announced_limits_is_refused_locally_and_the_session_goes
 }
 
 #[test]
+fn a_traced_publish_carries_its_traceparent_and_a_malformed_one_never_leaves() {
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut h = Harness::connected();
+    let refused =
+        h.session
+            .publish_traced(h.now, "c", Value::from(1u64), &TRACEPARENT.to_uppercase());
+    let expected = ValidationError::Traceparent.to_string();
+    assert!(
+        matches!(&refused, Err(RequestError::Invalid(text)) if *text == expected),
+        "the server's 107 text: {refused:?}"
+    );
+    assert!(h.sent().is_empty(), "nothing reached the wire");
+    h.session
+        .publish_traced(h.now, "c", Value::from(2u64), TRACEPARENT)
+        .unwrap();
+    h.session.publish(h.now, "c", Value::from(3u64)).unwrap();
+    let traceparents: Vec<Option<String>> = h
+        .sent()
+        .into_iter()
+        .map(|message| match message.command {
+            Command::Publish(publish) => publish.traceparent,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(traceparents, [Some(TRACEPARENT.to_owned()), None]);
+}
+
+#[test]
 fn the_batcher_never_builds_a_frame_over_the_announced_limits() {
     let mut limits = Limits::default();
     limits.max_frame_bytes = 300;

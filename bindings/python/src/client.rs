@@ -173,13 +173,23 @@ impl Client {
         })
     }
 
-    /// Publishes; resolves with the server's ack.
-    fn publish(&self, channel: String, data: &Bound<'_, PyAny>) -> PyResult<Pending> {
+    /// Publishes, carrying the W3C `traceparent` if given; resolves with the
+    /// server's ack.
+    #[pyo3(signature = (channel, data, *, traceparent = None))]
+    fn publish(
+        &self,
+        channel: String,
+        data: &Bound<'_, PyAny>,
+        traceparent: Option<String>,
+    ) -> PyResult<Pending> {
         let data = value::from_py(data)?;
         let client = self.client.clone();
         Ok(Pending::new(async move {
-            let reply = client.publish(channel, data).await.map_err(error::to_py)?;
-            Ok(PublishResult::new(reply))
+            let reply = match traceparent {
+                Some(traceparent) => client.publish_traced(channel, data, traceparent).await,
+                None => client.publish(channel, data).await,
+            };
+            Ok(PublishResult::new(reply.map_err(error::to_py)?))
         }))
     }
 

@@ -82,6 +82,8 @@ pub(crate) struct Publication {
     publisher: Option<Peer>,
     /// When the server accepted it, ms since the Unix epoch.
     time: u64,
+    /// The W3C `traceparent` its publish carried (`None` without one).
+    traceparent: Option<String>,
 }
 
 impl Publication {
@@ -93,6 +95,7 @@ impl Publication {
             epoch: publication.epoch,
             publisher: publication.from.map(Peer::new),
             time: publication.time,
+            traceparent: publication.traceparent,
         })
     }
 }
@@ -118,6 +121,7 @@ impl Publication {
             && self.epoch == other.epoch
             && self.publisher == other.publisher
             && self.time == other.time
+            && self.traceparent == other.traceparent
             && self.data.bind(py).eq(other.data.bind(py))?)
     }
 }

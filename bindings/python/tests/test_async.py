@@ -4,8 +4,10 @@ events, errors, tokens, the offline queue, reconnect and recovery."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from typing import Any, List
+import os
+from typing import Any, List, Optional
 
 import pytest
 
@@ -22,7 +24,7 @@ from sacred_client.exceptions import (
     UnauthorizedError,
 )
 
-from conftest import Hub
+from conftest import Hub, Process, binary
 
 WAIT = 10.0
 
@@ -451,3 +453,105 @@ async def test_reprs_and_hashes_read_as_python(hub: Hub) -> None:
         assert len(set(peers) | set(peers)) == 1 and "name='repr'" in repr(peers[0])
         with pytest.raises(OperationTimeoutError, match="within 0.05 s"):
             await sub.next(timeout=0.05)
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+TRACE_TEXT = "traceparent is not a W3C trace context"
+
+
+def same_trace(carried: Optional[str]) -> bool:
+    """Same trace id and flags (the parent id is the server's span when it traces)."""
+    return carried is not None and len(carried) == 55 and (carried[3:35], carried[53:]) == (TRACEPARENT[3:35], TRACEPARENT[53:])
+
+
+async def test_a_traceparent_reaches_the_subscriber_and_history(hub: Hub, codec: str) -> None:
+    async with sacred_client.connect(hub.url, codec=codec) as client:
+        sub = await client.subscribe("traced")
+        await client.publish("traced", "traced", traceparent=TRACEPARENT)
+        await client.publish("traced", "plain")
+        traced = await sub.next(timeout=WAIT)
+        assert traced.data == "traced" and same_trace(traced.traceparent), traced.traceparent
+        plain = await sub.next(timeout=WAIT)
+        assert plain.data == "plain" and plain.traceparent is None
+        stored = (await client.history("traced")).publications
+        assert [same_trace(p.traceparent) for p in stored] == [True, False]
+        assert [p.traceparent for p in stored] == [traced.traceparent, None]
+
+
+async def test_the_operators_binary_carries_the_traceparent(sacred_server: str) -> None:
+    async with sacred_client.connect(sacred_server) as subscriber, sacred_client.connect(sacred_server) as publisher:
+        sub = await subscriber.subscribe("traced")
+        await publisher.publish("traced", {"order": 7}, traceparent=TRACEPARENT)
+        pub = await sub.next(timeout=WAIT)
+        assert pub.data == {"order": 7} and same_trace(pub.traceparent), pub.traceparent
+
+
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        "",
+        "not-a-trace",
+        TRACEPARENT.upper(),
+        TRACEPARENT[:54],
+        "ff" + TRACEPARENT[2:],
+        "00-" + "0" * 32 + TRACEPARENT[35:],
+    ],
+)
+async def test_a_malformed_traceparent_raises_invalid_error_before_sending(hub: Hub, traceparent: str) -> None:
+    async with sacred_client.connect(hub.url) as client:
+        sub = await client.subscribe("malformed")
+        with pytest.raises(InvalidError, match=TRACE_TEXT) as raised:
+            await client.publish("malformed", "never", traceparent=traceparent)
+        assert raised.value.code is None, "refused by the client, not answered with 107"
+        # Nothing was sent and the client goes on.
+        await client.publish("malformed", "after")
+        assert (await sub.next(timeout=WAIT)).data == "after"
+
+
+async def test_a_tracing_server_becomes_the_parent_and_exports_under_the_same_trace() -> None:
+    """The operator's binary exporting to an OTLP/HTTP receiver served here:
+    the subscriber's traceparent keeps the trace id and flags, names the
+    server's span as parent, and that span reaches the receiver."""
+    import http.server
+    import threading
+
+    bodies: List[bytes] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            bodies.append(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{receiver.server_address[1]}"
+    os.environ["OTEL_BSP_SCHEDULE_DELAY"] = "100"  # export within 0.1 s, not 5 s
+    try:
+        server = Process([binary("SACRED_SERVER", "sacred-server"), "--bind", "127.0.0.1:0", "--log-format", "json", "--otlp-endpoint", endpoint])
+    finally:
+        del os.environ["OTEL_BSP_SCHEDULE_DELAY"]
+    try:
+        line = json.loads(server.line('"address"'))
+        url = f"ws://{line.get('address') or line['fields']['address']}/ws"
+        async with sacred_client.connect(url) as subscriber, sacred_client.connect(url) as publisher:
+            sub = await subscriber.subscribe("traced")
+            await publisher.publish("traced", 1, traceparent=TRACEPARENT)
+            carried = (await sub.next(timeout=WAIT)).traceparent
+        assert same_trace(carried), carried
+        assert carried is not None and carried[36:52] != TRACEPARENT[36:52], "the server's span is the parent"
+        trace_id, server_span = bytes.fromhex(TRACEPARENT[3:35]), bytes.fromhex(carried[36:52])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        while not any(trace_id in body and server_span in body for body in bodies):
+            assert loop.time() < deadline, f"no exported span {carried[36:52]} of the trace in {len(bodies)} exports"
+            await asyncio.sleep(0.05)
+    finally:
+        server.stop()
+        receiver.shutdown()
+        receiver.server_close()

@@ -14,7 +14,7 @@ from typing import List
 import pytest
 
 from sacred_client import State, blocking
-from sacred_client.exceptions import OperationTimeoutError, ReplyError
+from sacred_client.exceptions import InvalidError, OperationTimeoutError, ReplyError
 
 from conftest import Hub
 
@@ -175,3 +175,16 @@ def test_the_asyncio_exit_is_clean_every_time(hub: Hub) -> None:
         process = run_script(hub, body)
         _, stderr = process.communicate(timeout=WAIT)
         assert process.returncode == 0, stderr
+
+
+def test_a_traceparent_without_await(hub: Hub) -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with blocking.connect(hub.url) as client:
+        sub = client.subscribe("traced")
+        client.publish("traced", 1, traceparent=traceparent)
+        client.publish("traced", 2)
+        traced = sub.next(timeout=WAIT)
+        assert traced.traceparent is not None and traced.traceparent[3:35] == traceparent[3:35]
+        assert sub.next(timeout=WAIT).traceparent is None
+        with pytest.raises(InvalidError, match="traceparent is not a W3C trace context"):
+            client.publish("traced", 3, traceparent=traceparent.upper())

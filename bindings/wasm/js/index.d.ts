@@ -54,6 +54,11 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+export interface PublishOptions extends CallOptions {
+  /** The W3C trace context of the publisher's span (`00-{trace id}-{span id}-{flags}`, lowercase hex). */
+  traceparent?: string;
+}
+
 export interface Peer {
   id: string;
   user: string | null;
@@ -71,6 +76,8 @@ export interface Publication {
   epoch: string | null;
   publisher: Peer | null;
   time: Offset;
+  /** The W3C `traceparent` its publish carried (same trace id and flags; the parent is the server's span when it traces), else `null`. */
+  traceparent: string | null;
 }
 
 export interface PublishResult {
@@ -144,7 +151,7 @@ export class Subscription extends Emitter<SubscriptionEvents> {
   /** `recovered` of the last resubscription; `undefined` before one. */
   recovered: boolean | undefined;
   publications(options?: { signal?: AbortSignal }): AsyncIterableIterator<Publication>;
-  publish(data: Data, options?: CallOptions): Promise<PublishResult>;
+  publish(data: Data, options?: PublishOptions): Promise<PublishResult>;
   history(options?: HistoryOptions): Promise<History>;
   presence(options?: CallOptions): Promise<Peer[]>;
   unsubscribe(): Promise<void>;
@@ -167,7 +174,7 @@ export class Client extends Emitter<ClientEvents> {
   [Symbol.asyncDispose](): Promise<void>;
   subscribe(channel: string, options?: CallOptions & { joinLeave?: boolean }): Promise<Subscription>;
   getSubscription(channel: string): Subscription | undefined;
-  publish(channel: string, data: Data, options?: CallOptions): Promise<PublishResult>;
+  publish(channel: string, data: Data, options?: PublishOptions): Promise<PublishResult>;
   send(to: string, data: Data, options?: CallOptions): Promise<void>;
   presence(channel: string, options?: CallOptions): Promise<Peer[]>;
   history(channel: string, options?: HistoryOptions): Promise<History>;

@@ -409,9 +409,14 @@ export class Client extends Emitter {
     if (this.#subscriptions.get(subscription.channel) === subscription) this.#subscriptions.delete(subscription.channel);
   }
 
-  /** Publishes; resolves with the server's ack `{offset, epoch}`. */
-  async publish(channel, data, options) {
-    return bounded((await this.#client()).publish(channel, data), options);
+  /**
+   * Publishes; resolves with the server's ack `{offset, epoch}`. `traceparent`,
+   * the W3C trace context of the publisher's span, reaches every subscriber as
+   * the publication's `traceparent`; a malformed one is refused (InvalidError)
+   * before anything is sent.
+   */
+  async publish(channel, data, { traceparent, timeout, signal } = {}) {
+    return bounded((await this.#client()).publish(channel, data, traceparent), { timeout, signal });
   }
 
   /** Sends `data` to one client, by its id. */

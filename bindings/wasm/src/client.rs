@@ -192,12 +192,18 @@ impl RawClient {
         })
     }
 
-    /// Publishes; resolves with `{offset, epoch}`.
-    pub fn publish(&self, channel: String, data: JsValue) -> Promise {
+    /// Publishes, carrying the W3C `traceparent` if given; resolves with
+    /// `{offset, epoch}`.
+    pub fn publish(&self, channel: String, data: JsValue, traceparent: Option<String>) -> Promise {
         let client = self.client.clone();
         let data = value::from_js(&data);
         future_to_promise(async move {
-            let reply = client.publish(channel, data?).await.map_err(error::to_js)?;
+            let data = data?;
+            let reply = match traceparent {
+                Some(traceparent) => client.publish_traced(channel, data, traceparent).await,
+                None => client.publish(channel, data).await,
+            };
+            let reply = reply.map_err(error::to_js)?;
             Ok(object(&[
                 (
                     "offset",

@@ -70,6 +70,7 @@ struct PublicationJson<'a> {
     epoch: Option<&'a str>,
     publisher: Option<PeerJson<'a>>,
     time: u64,
+    traceparent: Option<&'a str>,
 }
 
 /// Appends the publication's JSON to `out`; false (and `out` unusable) if
@@ -89,6 +90,7 @@ pub(crate) fn publication(publication: &Publication, out: &mut Vec<u8>) -> bool 
         epoch: publication.epoch.as_deref(),
         publisher: publication.from.as_ref().map(PeerJson::from),
         time: publication.time,
+        traceparent: publication.traceparent.as_deref(),
     };
     serde_json::to_writer(out, &json).is_ok()
 }

@@ -40,7 +40,7 @@ pub(crate) fn peer(peer: Peer) -> JsValue {
     ])
 }
 
-/// A publication: `{type: "publication", channel, data, offset, epoch, publisher, time}`.
+/// A publication: `{type: "publication", channel, data, offset, epoch, publisher, time, traceparent}`.
 pub(crate) fn publication(publication: Publication) -> JsValue {
     object(&[
         ("type", text("publication")),
@@ -56,6 +56,13 @@ pub(crate) fn publication(publication: Publication) -> JsValue {
         ),
         ("publisher", publication.from.map_or(JsValue::NULL, peer)),
         ("time", value::unsigned(publication.time)),
+        (
+            "traceparent",
+            publication
+                .traceparent
+                .as_deref()
+                .map_or(JsValue::NULL, text),
+        ),
     ])
 }
 

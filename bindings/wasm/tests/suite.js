@@ -91,6 +91,48 @@ test("values the protocol cannot carry are InvalidError, nothing sent", async ()
   await client.disconnect();
 });
 
+const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+// Same trace id and flags (the parent id is the server's span when it traces).
+const sameTrace = (carried) =>
+  typeof carried === "string" && carried.length === 55 && carried.slice(3, 35) === TRACEPARENT.slice(3, 35) && carried.slice(53) === TRACEPARENT.slice(53);
+
+for (const codec of ["json", "msgpack"]) {
+  test(`a traceparent reaches the subscriber and history (${codec})`, async () => {
+    const client = await connected({ codec });
+    const channel = `traced-${codec}`;
+    const sub = await client.subscribe(channel);
+    const publications = sub.publications();
+    await client.publish(channel, "traced", { traceparent: TRACEPARENT });
+    await sub.publish("plain");
+    const traced = await next(publications);
+    assert(traced.data === "traced" && sameTrace(traced.traceparent), `continued: ${traced.traceparent}`);
+    const plain = await next(publications);
+    assert(plain.data === "plain" && plain.traceparent === null, "none in, null out");
+    // A batch that crosses as objects (bytes in it) carries it too.
+    await Promise.all([
+      client.publish(channel, new Uint8Array([1]), { traceparent: TRACEPARENT }),
+      client.publish(channel, 2n ** 60n, { traceparent: TRACEPARENT }),
+    ]);
+    assert(sameTrace((await next(publications)).traceparent) && sameTrace((await next(publications)).traceparent), "the object path");
+    const stored = (await client.history(channel)).publications;
+    equal(stored.map((p) => sameTrace(p.traceparent)), [true, false, true, true], "history carries it");
+    await client.disconnect();
+  });
+}
+
+test("a malformed traceparent is InvalidError, nothing sent", async () => {
+  const client = await connected();
+  const sub = await client.subscribe("malformed");
+  const publications = sub.publications();
+  for (const bad of ["", "not-a-trace", TRACEPARENT.toUpperCase(), `00-${"0".repeat(32)}${TRACEPARENT.slice(35)}`]) {
+    const err = await rejects(client.publish("malformed", "never", { traceparent: bad }), InvalidError, `refused ${JSON.stringify(bad)}`);
+    assert(err.message.includes("traceparent is not a W3C trace context") && err.code === null, `the server's 107 text, locally: ${err.message}`);
+  }
+  await client.publish("malformed", "after");
+  equal((await next(publications)).data, "after", "nothing was sent and the client goes on");
+  await client.disconnect();
+});
+
 test("search: ranked, paged, refused where off", async () => {
   const client = await connected();
   const channel = "search:browser";

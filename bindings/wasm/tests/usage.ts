@@ -28,12 +28,15 @@ export async function main(url: string): Promise<void> {
   sub.on("subscribed", ({ recovered }) => console.log(recovered ? "all there" : "reload"));
   sub.on("join", ({ peer }) => console.log(peer.name));
   const ack: PublishResult = await sub.publish({ text: "hi", n: 1, raw: new Uint8Array([1]), big: 2n ** 60n });
+  await client.publish("lobby", "traced", { traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", timeout: 1_000 });
   console.log(ack.offset, ack.epoch, state);
   const controller = new AbortController();
   for await (const pub of sub.publications({ signal: controller.signal })) {
     const p: Publication = pub;
     const data: Data = p.data;
     console.log(data, p.publisher?.name, p.offset);
+    const traceparent: string | null = p.traceparent;
+    if (traceparent !== null) console.log(traceparent.split("-")[1]);
     controller.abort();
   }
   const page: History = await client.history("lobby", { limit: 10, reverse: true, signal: controller.signal });
@@ -64,6 +67,8 @@ export function misuse(client: Client): void {
   client.on("conected", () => {});
   // @ts-expect-error: a Map has no place in a payload
   void client.publish("lobby", new Map());
+  // @ts-expect-error: a traceparent is a string
+  void client.publish("lobby", 1, { traceparent: 7 });
   // @ts-expect-error: codec is "json" or "msgpack"
   new Client("ws://x", { codec: "xml" });
   // @ts-expect-error: the context of "disconnected" has no clientId

@@ -351,6 +351,19 @@ impl Session {
         self.request(now, PublishRequest::new(channel, data).into())
     }
 
+    /// Publishes carrying the W3C `traceparent` of the publisher's span; a
+    /// value outside the grammar is refused with [`RequestError::Invalid`].
+    pub fn publish_traced(
+        &mut self,
+        now: Duration,
+        channel: &str,
+        data: Value,
+        traceparent: &str,
+    ) -> Result<RequestId, RequestError> {
+        let publish = PublishRequest::new(channel, data).with_traceparent(traceparent);
+        self.request(now, publish.into())
+    }
+
     /// Sends a user command: now if connected, else once connected, waiting
     /// in the offline queue (bounded in count and time) until then.
     ///

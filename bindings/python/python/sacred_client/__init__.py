@@ -305,10 +305,13 @@ class Client(Events):
         caller keeps a reference."""
         return self._subscriptions.get(channel)
 
-    async def publish(self, channel: str, data: Data) -> PublishResult:
+    async def publish(self, channel: str, data: Data, *, traceparent: Optional[str] = None) -> PublishResult:
         """Publishes and returns the server's ack (the offset in the stream).
-        While disconnected it waits in the offline queue."""
-        return await self._started().publish(channel, data)
+        While disconnected it waits in the offline queue. ``traceparent``, the
+        W3C trace context of the publisher's span, reaches every subscriber as
+        :attr:`Publication.traceparent`; a malformed one raises
+        ``InvalidError`` before anything is sent."""
+        return await self._started().publish(channel, data, traceparent=traceparent)
 
     async def send(self, to: str, data: Data) -> None:
         """Sends ``data`` to one client, by its id (see :meth:`messages`)."""

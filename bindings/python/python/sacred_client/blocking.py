@@ -219,9 +219,11 @@ class Client(Events):
         every subscription open until it is unsubscribed or ends)."""
         return self._subscriptions.get(channel)
 
-    def publish(self, channel: str, data: Data) -> PublishResult:
-        """Publishes and returns the server's ack."""
-        return _wait(self._native.publish(channel, data))
+    def publish(self, channel: str, data: Data, *, traceparent: Optional[str] = None) -> PublishResult:
+        """Publishes and returns the server's ack. ``traceparent``, the W3C
+        trace context of the publisher's span, reaches every subscriber as
+        ``Publication.traceparent``; a malformed one raises ``InvalidError``."""
+        return _wait(self._native.publish(channel, data, traceparent=traceparent))
 
     def send(self, to: str, data: Data) -> None:
         """Sends ``data`` to one client, by its id."""

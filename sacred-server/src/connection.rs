@@ -302,7 +302,12 @@ impl Connection {
             if let Command::Connect(connect) = command {
                 let started = Instant::now();
                 let span = trace::connect_span(&connect.client);
-                self.connect(id, connect).instrument(span).await;
+                self.connect(id, connect).instrument(span.clone()).await;
+                if let Some(outbound::Closing::Disconnect(code, _)) =
+                    &*self.outbound.closing().borrow()
+                {
+                    trace::refused(&span, u32::from(code.as_u16()));
+                }
                 let took = started.elapsed();
                 self.hub.inner.metrics.command(CommandKind::Connect, took);
                 continue;
@@ -337,7 +342,12 @@ impl Connection {
     async fn execute(&mut self, id: u32, command: Command, peer: Peer) {
         let kind = command.kind();
         let started = Instant::now();
-        let span = trace::command_span(kind, &peer, channel_of(&command));
+        // A pong every heartbeat would be most of the spans, and says nothing.
+        let span = if kind == CommandKind::Pong {
+            tracing::Span::none()
+        } else {
+            trace::command_span(kind, &peer, channel_of(&command))
+        };
         if let Command::Publish(publish) = &command
             && let Some(traceparent) = &publish.traceparent
         {

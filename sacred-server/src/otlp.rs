@@ -27,12 +27,18 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing::Level;
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::registry::LookupSpan;
 
 /// The path OTLP/HTTP receivers take traces on.
 const TRACES_PATH: &str = "/v1/traces";
+
+/// How long one export may take, also the last one at shutdown: short, so
+/// an unreachable collector cannot hold a stopping node past its grace
+/// (the drain plus a few seconds).
+const EXPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// An exporter setting [`Otlp::install`] refused.
 #[derive(Debug, thiserror::Error)]
@@ -73,8 +79,9 @@ impl Otlp {
         }
     }
 
-    /// Samples this share of the traces that start here (0 to 1); a trace
-    /// continued from a publisher's `traceparent` follows its sampled flag.
+    /// Exports this share of the traces (0 to 1), chosen by trace id: of
+    /// those that start here, and of those a publisher's `traceparent`
+    /// marks sampled (one it marks not sampled is not exported).
     pub fn sample_ratio(mut self, ratio: f64) -> Otlp {
         self.ratio = ratio;
         self
@@ -123,15 +130,20 @@ impl Otlp {
                 .with_http()
                 .with_protocol(Protocol::HttpBinary)
                 .with_endpoint(url)
+                .with_timeout(EXPORT_TIMEOUT)
                 .build()
         };
         let exporter = std::thread::scope(|scope| scope.spawn(build).join())
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
-            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-                self.ratio,
-            ))))
+            // A client's traceparent may say "sampled", but the ratio still
+            // decides (by trace id, as every service with the same ratio
+            // does): no client can make every publish exported.
+            .with_sampler(
+                Sampler::parent_based(Sampler::TraceIdRatioBased(self.ratio))
+                    .with_remote_parent_sampled(Sampler::TraceIdRatioBased(self.ratio)),
+            )
             .with_resource(
                 Resource::builder()
                     .with_service_name(self.service.clone())
@@ -139,9 +151,15 @@ impl Otlp {
             )
             .build();
         let tracer = provider.tracer("sacred-server");
-        let filter = Targets::new()
-            .with_target("sacred_server", LevelFilter::DEBUG)
-            .with_default(LevelFilter::INFO);
+        // Sacred's DEBUG spans, not its DEBUG events (which would ride
+        // along as span events, naming users); INFO and up of everyone.
+        let filter = filter_fn(|meta| {
+            if meta.target().starts_with("sacred_server") && meta.is_span() {
+                *meta.level() <= Level::DEBUG
+            } else {
+                *meta.level() <= Level::INFO
+            }
+        });
         let layer = tracing_opentelemetry::layer()
             .with_tracer(tracer)
             .with_filter(filter);
@@ -150,7 +168,7 @@ impl Otlp {
 }
 
 /// Flushes the spans still queued and stops the exporter when dropped
-/// (bounded by the exporter's timeout).
+/// (bounded by the export timeout, 3 s).
 #[must_use = "dropping the guard stops the exporter"]
 pub struct OtlpGuard {
     provider: SdkTracerProvider,

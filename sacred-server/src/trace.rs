@@ -5,8 +5,9 @@
 //! cost a disabled callsite unless a subscriber asks for them (the
 //! binary's OTLP exporter does, its log lines do not):
 //!
-//! - `connect`: `client.id`, `client.name`, `client.kind`, `client.runtime`.
-//! - one per command, named after it (`publish`, `subscribe`, ...):
+//! - `connect`: `client.id`, `client.name`, `client.kind`, `client.runtime`,
+//!   and `error.code` (the close code) when refused.
+//! - one per command but `pong`, named after it (`publish`, `subscribe`, ...):
 //!   `client.id`, `client.kind`, `channel`, and `error.code` when refused.
 //! - `broker.publish` inside `publish`: the broker (and store) accepting it.
 //! - `deliver`: a publication reaching this node's subscribers of `channel`,

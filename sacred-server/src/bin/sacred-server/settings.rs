@@ -169,9 +169,8 @@ pub(crate) struct Cli {
     /// (/v1/traces is added to a URL without a path) [default: off].
     #[arg(long, env = "SACRED_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
-    /// The share of traces started here that are exported, 0 to 1; a trace
-    /// continued from a publisher's traceparent follows its sampled flag
-    /// [default: 1].
+    /// The share of traces exported, 0 to 1, chosen by trace id (also of
+    /// those a publisher's traceparent marks sampled) [default: 1].
     #[arg(long, env = "SACRED_OTLP_SAMPLE_RATIO")]
     otlp_sample_ratio: Option<f64>,
     /// Milliseconds within which a subscriber's queue must have drained to

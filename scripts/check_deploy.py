@@ -279,10 +279,10 @@ class Server:
 class Client:
     """A minimal Sacred client over the JSON subprotocol (docs/protocol.md)."""
 
-    def __init__(self, url: str, name: str = "check-deploy"):
+    def __init__(self, url: str, name: str = "check-deploy", origin: str | None = None):
         # Entered at once (websockets 17 wants its context manager used).
         self.ws = ws_connect(url, subprotocols=["sacred.v1.json"], open_timeout=5,
-                             close_timeout=2).__enter__()
+                             close_timeout=2, origin=origin).__enter__()
         need(self.ws.subprotocol == "sacred.v1.json",
              f"{url}: subprotocol {self.ws.subprotocol!r}, not sacred.v1.json")
         self.next_id = 0
@@ -947,7 +947,9 @@ def compose_run(binary: Path):
         front = f"127.0.0.1:{front_port}"
         wait_until("/ready through nginx", 10,
                    lambda: http_get(f"http://{front}/ready")[0] == 200)
-        behind = Client(f"ws://{front}/ws", "through-nginx")
+        # As a browser page served by the balancer would: its Origin names
+        # the balancer's host and port, which the node compares with Host.
+        behind = Client(f"ws://{front}/ws", "through-nginx", origin=f"http://{front}")
         behind.call("subscribe", {"channel": "news"})
         second = Client(f"ws://{addresses[sorted(nodes)[1]]}/ws", "publisher-node2")
         ack2 = second.call("publish", {"channel": "news", "data": {"text": "through nginx"}})

@@ -276,13 +276,7 @@ impl Hub {
 
     /// The channels with subscribers on this node, each with how many, by name.
     pub fn channel_list(&self) -> Vec<(String, usize)> {
-        let mut channels: Vec<(String, usize)> = self
-            .inner
-            .node
-            .all_members()
-            .into_iter()
-            .map(|(channel, members)| (channel, members.len()))
-            .collect();
+        let mut channels = self.inner.node.member_counts();
         channels.sort_unstable();
         channels
     }

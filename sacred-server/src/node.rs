@@ -393,6 +393,23 @@ impl Node {
             .collect()
     }
 
+    /// How many are subscribed to each channel on this node: each
+    /// channel's lock held for a length read, nobody copied.
+    pub(crate) fn member_counts(&self) -> Vec<(String, usize)> {
+        let every: Vec<(String, Arc<LocalChannel>)> = self
+            .channels
+            .iter()
+            .map(|c| (c.key().clone(), Arc::clone(c.value())))
+            .collect();
+        every
+            .into_iter()
+            .map(|(name, live)| {
+                let count = live.members().by_client.len();
+                (name, count)
+            })
+            .collect()
+    }
+
     /// Everyone subscribed to `channel` on this node.
     pub(crate) fn local_members(&self, channel: &str) -> Vec<Peer> {
         match self.channels.get(channel) {

@@ -202,8 +202,13 @@ async fn signed_calls_list_kick_and_broadcast_on_both_codecs() {
         .audit_events(&AuditQuery::new().kind(AuditKind::AdminCall))
         .await
         .unwrap();
-    assert_eq!(events.len(), 5, "every call is in the trail");
+    // Five calls, and the broadcast's own line naming its channel.
+    assert_eq!(events.len(), 6, "every call is in the trail");
     assert_eq!(events[0].detail, "POST /admin/api/disconnect -> 200");
+    assert!(
+        events.iter().any(|e| e.detail.starts_with("broadcast to ")),
+        "{events:?}"
+    );
     assert!(events.iter().all(|e| e.actor.as_deref() == Some("ops")));
     let forced = server
         .hub
@@ -270,6 +275,15 @@ async fn signed_calls_read_stats_and_presence_and_announce_a_migration() {
     };
     assert_eq!(advice.url.as_deref(), Some("wss://green.example/ws"));
     assert_eq!(advice.at, at_ms);
+    // The trail says where everyone was sent, and when.
+    let events = server
+        .hub
+        .audit_events(&AuditQuery::new().kind(AuditKind::AdminCall))
+        .await
+        .unwrap();
+    let expected =
+        format!("migrate: 1 clients told to reconnect to wss://green.example/ws by {at_ms}");
+    assert!(events.iter().any(|e| e.detail == expected), "{events:?}");
 }
 
 #[tokio::test]

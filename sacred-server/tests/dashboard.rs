@@ -516,3 +516,53 @@ async fn actions_work_with_the_cookie_and_token() {
     );
     assert!(calls.iter().all(|e| e.actor.as_deref() == Some("ops")));
 }
+
+#[tokio::test]
+async fn a_login_reads_a_form_refuses_a_large_body_and_ends_the_browser_s_old_session() {
+    let server = start().await;
+    // A form, percent-encoded as browsers send it.
+    let form = format!(
+        "password={}",
+        form_urlencoded::byte_serialize(PASSWORD.as_bytes()).collect::<String>()
+    );
+    let by_form = send(
+        server.addr,
+        "POST",
+        "/admin/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &form,
+    )
+    .await;
+    assert_eq!(by_form.status, 200, "{by_form:?}");
+
+    let huge = format!("{{\"password\": \"{}\"}}", "x".repeat(5000));
+    let refused = send(
+        server.addr,
+        "POST",
+        "/admin/login",
+        &[("Content-Type", "application/json")],
+        &huge,
+    )
+    .await;
+    assert_eq!(refused.status, 413, "{refused:?}");
+
+    let (old, _) = session(&server).await;
+    let again = send(
+        server.addr,
+        "POST",
+        "/admin/login",
+        &[("Content-Type", "application/json"), ("Cookie", &old)],
+        &serde_json::json!({ "password": PASSWORD }).to_string(),
+    )
+    .await;
+    assert_eq!(again.status, 200, "{again:?}");
+    let stale = send(
+        server.addr,
+        "GET",
+        "/admin/session",
+        &[("Cookie", &old)],
+        "",
+    )
+    .await;
+    assert_eq!(stale.status, 401, "the old session ended: {stale:?}");
+}

@@ -75,6 +75,7 @@ pub(super) struct MigrateBody {
 
 pub(super) async fn migrate(
     State(admin): State<Arc<Admin>>,
+    Extension(Caller(caller)): Extension<Caller>,
     body: Result<Json<MigrateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Json(body) = match body {
@@ -86,7 +87,22 @@ pub(super) async fn migrate(
     {
         return failure(StatusCode::BAD_REQUEST, "url: a ws:// or wss:// URL");
     }
+    let to = body
+        .url
+        .clone()
+        .unwrap_or_else(|| "where they are".to_owned());
     let told = admin.hub.migrate(body.url, body.at_ms);
+    // The strongest action there is: every client goes where this says.
+    admin.hub.audit(
+        AuditEvent::new(
+            AuditKind::AdminCall,
+            format!(
+                "migrate: {told} clients told to reconnect to {to} by {}",
+                body.at_ms
+            ),
+        )
+        .actor(caller),
+    );
     Json(serde_json::json!({ "told": told })).into_response()
 }
 
@@ -196,6 +212,7 @@ pub(super) struct BroadcastBody {
 
 pub(super) async fn broadcast(
     State(admin): State<Arc<Admin>>,
+    Extension(Caller(caller)): Extension<Caller>,
     body: Result<Json<BroadcastBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Json(body) = match body {
@@ -203,7 +220,20 @@ pub(super) async fn broadcast(
         Err(err) => return failure(StatusCode::BAD_REQUEST, err.body_text()),
     };
     match admin.hub.publish(&body.channel, body.data).await {
-        Ok(reply) => Json(reply).into_response(),
+        Ok(reply) => {
+            let at = reply
+                .offset
+                .map(|o| format!(" at offset {o}"))
+                .unwrap_or_default();
+            admin.hub.audit(
+                AuditEvent::new(
+                    AuditKind::AdminCall,
+                    format!("broadcast to {}{at}", body.channel),
+                )
+                .actor(caller),
+            );
+            Json(reply).into_response()
+        }
         Err(err) => failure(StatusCode::BAD_REQUEST, err.to_string()),
     }
 }

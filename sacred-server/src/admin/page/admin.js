@@ -69,14 +69,21 @@ function showLive(session) {
 async function login(event) {
   event.preventDefault();
   $("login-error").textContent = "";
-  const response = await fetch("/admin/login", {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    credentials: "same-origin",
-    body: JSON.stringify({ password: $("password").value }),
-  });
+  let response;
+  try {
+    response = await fetch("/admin/login", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      credentials: "same-origin",
+      body: JSON.stringify({ password: $("password").value }),
+    });
+  } catch (err) {
+    $("login-error").textContent = `cannot reach the server: ${err.message}`;
+    return;
+  } finally {
+    $("password").value = "";
+  }
   const data = await response.json().catch(() => ({}));
-  $("password").value = "";
   if (!response.ok) {
     $("login-error").textContent = data.error || `HTTP ${response.status}`;
     return;

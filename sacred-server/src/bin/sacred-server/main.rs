@@ -113,7 +113,12 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     if credential.is_some() || password.is_some() {
         let mut admin = sacred_server::AdminApi::new(hub.clone())
             .node(address.to_string())
-            .secure_cookies(settings.tls.cert.is_some());
+            .secure_cookies(
+                settings
+                    .admin
+                    .secure_cookie
+                    .unwrap_or(settings.tls.cert.is_some()),
+            );
         if let Some((name, secret)) = credential {
             admin = admin.credential(name.clone(), secret.0)?;
             tracing::info!(credential = %name, "serving the signed admin API under /admin/api");

@@ -156,6 +156,11 @@ pub(crate) struct Cli {
     /// SACRED_ADMIN_PASSWORD_HASH [default: off].
     #[arg(long, env = "SACRED_ADMIN_PASSWORD_FILE")]
     admin_password_file: Option<PathBuf>,
+    /// Mark the dashboard's session cookie Secure (sent over HTTPS only):
+    /// say true when a proxy in front ends TLS [default: true with
+    /// --tls-cert, else false].
+    #[arg(long, env = "SACRED_ADMIN_SECURE_COOKIE")]
+    admin_secure_cookie: Option<bool>,
     /// Count and serve /metrics; false installs no recorder, so the hub's
     /// counters cost nothing and /metrics is not served [default: true].
     #[arg(long, env = "SACRED_METRICS")]
@@ -489,6 +494,8 @@ pub(crate) struct AdminSettings {
     /// The PHC string itself, from `SACRED_ADMIN_PASSWORD_HASH`.
     #[serde(skip)]
     pub(crate) password_hash: Option<String>,
+    /// Whether the session cookie is `Secure` [default: with TLS].
+    pub(crate) secure_cookie: Option<bool>,
 }
 
 /// A secret: never printed.
@@ -754,6 +761,9 @@ impl Settings {
         }
         if let Some(path) = &cli.admin_password_file {
             settings.admin.password_hash_file = Some(path.clone());
+        }
+        if let Some(secure) = cli.admin_secure_cookie {
+            settings.admin.secure_cookie = Some(secure);
         }
         if let Ok(hash) = std::env::var("SACRED_ADMIN_PASSWORD_HASH") {
             settings.admin.password_hash = Some(hash);

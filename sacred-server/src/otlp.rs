@@ -154,7 +154,11 @@ impl Otlp {
         // Sacred's DEBUG spans, not its DEBUG events (which would ride
         // along as span events, naming users); INFO and up of everyone.
         let filter = filter_fn(|meta| {
-            if meta.target().starts_with("sacred_server") && meta.is_span() {
+            if meta.target().starts_with("opentelemetry") {
+                // The exporter's own log lines (a failed export) are for
+                // the log, not for the exporter.
+                false
+            } else if meta.target().starts_with("sacred_server") && meta.is_span() {
                 *meta.level() <= Level::DEBUG
             } else {
                 *meta.level() <= Level::INFO
